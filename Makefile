@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make run` and `make test`. Both install what
+# they need into .venv (pip's cache keeps a warm machine fast).
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: run test install protos bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --progress-bar off --upgrade pip "setuptools>=77" wheel
+
+install: $(BIN)/python
+	@echo "installing mixerhub and its test tools into $(VENV)"
+	$(BIN)/pip install -q --progress-bar off -e '.[test,fast]' --no-build-isolation \
+		--config-settings editable_mode=strict
+
+run: install
+	$(BIN)/mixerhub serve --config examples/quickstart
+
+test: install
+	$(BIN)/pytest
+
+protos: install
+	$(BIN)/python -m mixerhub.api.protogen
+
+bench: install
+	$(BIN)/python bench/check_rps.py

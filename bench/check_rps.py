@@ -1,0 +1,173 @@
+"""Mixer Check throughput and latency: the hub vs a bare grpc.aio server, same run.
+
+    .venv/bin/python bench/check_rps.py [--seconds 10] [--concurrency 32]
+
+Both servers run as separate processes and get the same pre-encoded CheckRequest (15
+attributes, global-dictionary and message words) from one load process (grpc.aio, N calls
+in flight). The bare server answers every call with a fixed OK CheckResponse without
+decoding it: it is the floor of Python gRPC on this machine. The figure covers: request
+bytes sent by the client → response decoded by the client, over loopback. On 2 cores the
+load process shares the CPU with the server, so absolute numbers are lower than a
+dedicated load machine would show; the ratio is the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHECK = "/istio.mixer.v1.Mixer/Check"
+
+
+def request_bytes() -> bytes:
+    import datetime as dt
+    import ipaddress
+
+    from mixerhub.api.mixer.v1 import check_pb2
+    from mixerhub.attributes.compression import Encoder
+
+    encoder = Encoder()
+    attrs = {
+        "source.uid": "kubernetes://productpage-v1-7d4f.default",
+        "source.ip": ipaddress.ip_address("10.12.0.7"), "source.namespace": "default",
+        "destination.uid": "kubernetes://reviews-v2-55d8.default",
+        "destination.service.host": "reviews.default.svc.cluster.local",
+        "destination.namespace": "default", "destination.port": 9080,
+        "request.path": "/reviews/0", "request.method": "GET", "request.scheme": "http",
+        "request.host": "reviews:9080", "request.useragent": "python-requests/2.31",
+        "request.headers": {":authority": "reviews:9080", ":path": "/reviews/0",
+                            ":method": "GET", "x-user": "alice", "x-request-id": "b2f1"},
+        "request.time": dt.datetime.now(dt.timezone.utc), "context.protocol": "http",
+    }
+    req = check_pb2.CheckRequest(attributes=encoder.encode(attrs),
+                                 global_word_count=encoder.global_word_count)
+    return req.SerializeToString()
+
+
+def bare_server(port: int) -> None:
+    """A grpc.aio server that answers Check with a constant OK, as cheaply as possible."""
+    from mixerhub.api.mixer.v1 import check_pb2
+
+    reply = check_pb2.CheckResponse()
+    reply.precondition.status.code = 0
+    reply.precondition.valid_duration.seconds = 60
+    reply.precondition.valid_use_count = 10_000
+    raw = reply.SerializeToString()
+
+    async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return raw
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "istio.mixer.v1.Mixer", {"Check": grpc.unary_unary_rpc_method_handler(check)}),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    _run(main())
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def load(port: int, seconds: float, concurrency: int, payload: bytes) -> dict:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(CHECK)
+        for _ in range(200):  # warm-up
+            await call(payload, timeout=10)
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t = time.perf_counter()
+                await call(payload, timeout=10)
+                latencies.append(time.perf_counter() - t)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / elapsed, "p50": q[49] * 1e3, "p99": q[98] * 1e3,
+            "n": len(latencies)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def start(cmd: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc
+
+
+def measure(name: str, cmd: list[str], port: int, args: argparse.Namespace) -> dict:
+    print(f"… {name}: {args.seconds:.0f} s at {args.concurrency} in flight", flush=True)
+    proc = start(cmd, port)
+    try:
+        result = asyncio.run(load(port, args.seconds, args.concurrency, request_bytes()))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_server:
+        bare_server(args.bare_server)
+        return 0
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    bare = measure("bare grpc.aio server", [sys.executable, __file__, "--bare-server", str(p1)],
+                   p1, args)
+    hub = measure("mixerhub (no rules)", [sys.executable, "-m", "mixerhub", "serve",
+                  "--grpc", f"127.0.0.1:{p2}", "--http", f"127.0.0.1:{p3}"], p2, args)
+    print(f"\nMixer Check, {os.cpu_count()} cores, client → server → client over loopback\n")
+    print(f"{'server':<24}{'checks/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'calls':>9}")
+    for name, r in (("bare grpc.aio", bare), ("mixerhub", hub)):
+        print(f"{name:<24}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['n']:>9}")
+    print(f"\nratio mixerhub / bare: {hub['rps'] / bare['rps']:.2f} (throughput), "
+          f"{hub['p50'] / bare['p50']:.2f}× p50 latency")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

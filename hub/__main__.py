@@ -1,0 +1,5 @@
+import sys
+
+from mixerhub.cli import main
+
+sys.exit(main())

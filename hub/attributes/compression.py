@@ -1,0 +1,250 @@
+"""Mixer v1 ``CompressedAttributes`` ⇄ attribute values.
+
+An index ≥ 0 names a global-dictionary word, an index < 0 names ``words[-index - 1]`` of
+the message (or of ``ReportRequest.default_words`` when the message has none). Anything
+that cannot be decoded raises :class:`~mixerhub.errors.WireError` naming the field and
+the index, which the gRPC boundary turns into INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from mixerhub.api.mixer.v1 import attributes_pb2 as pb
+from mixerhub.attributes.bag import Reference
+from mixerhub.attributes.dictionary import global_index, global_words
+from mixerhub.attributes.types import Manifest, ValueType, default_manifest, names_of_type
+from mixerhub.errors import EncodeError, WireError
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_UTC = dt.timezone.utc
+
+
+class _Words:
+    """Resolves wire indices of one message against the global and message word lists."""
+
+    __slots__ = ("glob", "limit", "local", "client_count")
+
+    def __init__(self, glob: Sequence[str], local: Sequence[str], client_count: int) -> None:
+        self.glob = glob
+        self.local = local
+        self.client_count = client_count
+        self.limit = min(len(glob), client_count) if client_count else len(glob)
+
+    def __call__(self, index: int, where: str) -> str:
+        if index >= 0:
+            if index < self.limit:
+                return self.glob[index]
+            raise WireError(self._beyond_global(index, where))
+        j = -index - 1
+        if j < len(self.local):
+            return self.local[j]
+        raise WireError(
+            f"{where}: word index {index} is out of range: the message has {len(self.local)} words"
+        )
+
+    def _beyond_global(self, index: int, where: str) -> str:
+        if self.client_count > len(self.glob):
+            return (
+                f"{where}: word index {index} is beyond the hub's global dictionary of "
+                f"{len(self.glob)} words (the client's has {self.client_count}); "
+                f"resend with global_word_count={len(self.glob)} and per-message words"
+            )
+        return (
+            f"{where}: word index {index} is out of range: the global dictionary has "
+            f"{self.limit} words"
+        )
+
+
+class Decoder:
+    """Decodes ``CompressedAttributes`` to a values dict; one per hub, thread-safe."""
+
+    def __init__(
+        self, dictionary: Sequence[str] | None = None, manifest: Manifest | None = None
+    ) -> None:
+        self.dictionary = tuple(global_words() if dictionary is None else dictionary)
+        self.ip_names = names_of_type(default_manifest() if manifest is None else manifest,
+                                      ValueType.IP_ADDRESS)
+
+    def decode(
+        self,
+        ca: pb.CompressedAttributes,
+        *,
+        default_words: Sequence[str] = (),
+        global_word_count: int = 0,
+        into: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Decode one message; ``into`` (updated in place) serves Report's delta encoding."""
+        _reject_wrong_wire_types(ca, "CompressedAttributes")
+        word = _Words(self.dictionary, ca.words or default_words, global_word_count)
+        out: dict[str, Any] = {} if into is None else into
+        for k, v in ca.strings.items():
+            out[word(k, "strings key")] = word(v, "strings value")
+        for k, i in ca.int64s.items():
+            out[word(k, "int64s key")] = i
+        for k, d in ca.doubles.items():
+            out[word(k, "doubles key")] = d
+        for k, b in ca.bools.items():
+            out[word(k, "bools key")] = b
+        for k, ts in ca.timestamps.items():
+            out[word(k, "timestamps key")] = _timestamp(ts, k)
+        for k, du in ca.durations.items():
+            out[word(k, "durations key")] = _duration(du, k)
+        for k, blob in ca.bytes.items():
+            name = word(k, "bytes key")
+            out[name] = self._bytes(name, blob)
+        for k, sm in ca.string_maps.items():
+            name = word(k, "string_maps key")
+            _reject_wrong_wire_types(sm, f"string_maps[{name}]")
+            out[name] = {
+                word(mk, f"string_maps[{name}] key"): word(mv, f"string_maps[{name}] value")
+                for mk, mv in sm.entries.items()
+            }
+        return out
+
+    def _bytes(self, name: str, raw: bytes) -> Any:
+        if name in self.ip_names and len(raw) in (4, 16):
+            return ipaddress.ip_address(raw)
+        return raw
+
+
+def _timestamp(ts: Any, key: int) -> dt.datetime:
+    try:
+        return ts.ToDatetime(tzinfo=_UTC)
+    except (ValueError, OverflowError) as exc:
+        raise WireError(f"timestamps[{key}]: not a valid timestamp: {exc}") from None
+
+
+def _duration(du: Any, key: int) -> dt.timedelta:
+    try:
+        return du.ToTimedelta()
+    except (ValueError, OverflowError) as exc:
+        raise WireError(f"durations[{key}]: not a valid duration: {exc}") from None
+
+
+def _reject_wrong_wire_types(message: Any, where: str) -> None:
+    """Protobuf keeps a known field sent with the wrong wire type (a map entry whose value
+    is no StringMap, say) as an unknown field; numbers we define are malformed there,
+    higher numbers may be a newer client's additions and are ignored. Costs ~0.3 µs."""
+    known = message.DESCRIPTOR.fields_by_number
+    for field in UnknownFieldSet(message):
+        if field.field_number in known:
+            name = known[field.field_number].name
+            what = "an entry is not a StringMap of word indices" if name == "string_maps" \
+                else f"wire type {field.wire_type} is wrong for this field"
+            raise WireError(f"{where}.{name}: {what}")
+
+
+class _WordTable:
+    """Assigns indices while encoding: global first, then message words (negative)."""
+
+    __slots__ = ("glob", "words", "local")
+
+    def __init__(self, glob: Mapping[str, int], words: list[str]) -> None:
+        self.glob = glob
+        self.words = words
+        self.local = {w: -(i + 1) for i, w in enumerate(words)}
+
+    def __call__(self, word: str) -> int:
+        i = self.glob.get(word)
+        if i is not None:
+            return i
+        return self.own(word)
+
+    def own(self, word: str) -> int:
+        """The message's own index for ``word``, even if the dictionary has it."""
+        i = self.local.get(word)
+        if i is None:
+            self.words.append(word)
+            i = self.local[word] = -len(self.words)
+        return i
+
+
+class Encoder:
+    """Encodes values dicts (and references) to the compressed wire form."""
+
+    def __init__(self, dictionary: Sequence[str] | None = None) -> None:
+        if dictionary is None:
+            self.index = global_index()
+        else:
+            self.index = {}
+            for i, w in enumerate(dictionary):
+                self.index.setdefault(w, i)
+
+    @property
+    def global_word_count(self) -> int:
+        return max(self.index.values(), default=-1) + 1
+
+    def encode(
+        self, values: Mapping[str, Any], shared_words: list[str] | None = None
+    ) -> pb.CompressedAttributes:
+        """One message; with ``shared_words`` new words go there (Report's default_words)."""
+        ca = pb.CompressedAttributes()
+        own = [] if shared_words is None else shared_words
+        word = _WordTable(self.index, own)
+        for name, value in values.items():
+            _put(ca, word(name), value, word, name)
+        if shared_words is None:
+            ca.words.extend(own)
+        return ca
+
+    def encode_references(self, refs: Iterable[Reference]) -> pb.ReferencedAttributes:
+        ra = pb.ReferencedAttributes()
+        words: list[str] = []
+        word = _WordTable(self.index, words)
+        for ref in refs:
+            m = ra.attribute_matches.add()
+            m.name = word(ref.name)
+            m.condition = pb.ReferencedAttributes.EXACT if ref.present else pb.ReferencedAttributes.ABSENCE
+            if ref.map_key is not None:
+                m.map_key = word(ref.map_key) or word.own(ref.map_key)
+        ra.words.extend(words)
+        return ra
+
+
+def _put(ca: pb.CompressedAttributes, key: int, value: Any, word: _WordTable, name: str) -> None:
+    if isinstance(value, bool):
+        ca.bools[key] = value
+    elif isinstance(value, str):
+        ca.strings[key] = word(value)
+    elif isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise EncodeError(f"{name}: {value} does not fit in INT64")
+        ca.int64s[key] = value
+    elif isinstance(value, float):
+        ca.doubles[key] = value
+    elif isinstance(value, dt.datetime):
+        ca.timestamps[key].FromDatetime(value if value.tzinfo else value.replace(tzinfo=_UTC))
+    elif isinstance(value, dt.timedelta):
+        ca.durations[key].FromTimedelta(value)
+    elif isinstance(value, bytes):
+        ca.bytes[key] = value
+    elif isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        ca.bytes[key] = value.packed
+    elif isinstance(value, dict):
+        entries = ca.string_maps[key].entries
+        for mk, mv in value.items():
+            if not isinstance(mk, str) or not isinstance(mv, str):
+                raise EncodeError(f"{name}: a string map holds only strings")
+            entries[word(mk)] = word(mv)
+    else:
+        raise EncodeError(f"{name}: no attribute type holds a {type(value).__name__}")
+
+
+def decode_references(
+    ra: pb.ReferencedAttributes, dictionary: Sequence[str] | None = None
+) -> list[Reference]:
+    """The references of a verdict, as the hub recorded them."""
+    word = _Words(tuple(global_words() if dictionary is None else dictionary), ra.words, 0)
+    out = []
+    for m in ra.attribute_matches:
+        # map_key 0 means "no key" on the wire, so word 0 travels as a message word.
+        key = word(m.map_key, "map_key") if m.map_key else None
+        present = m.condition != pb.ReferencedAttributes.ABSENCE
+        out.append(Reference(word(m.name, "name"), key, present))
+    return out

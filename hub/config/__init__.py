@@ -1,0 +1,1 @@
+"""Policy configuration: Istio-format YAML files → validated documents → snapshots."""

@@ -1,0 +1,1 @@
+"""Package data: the global dictionary and attribute manifests (each names its source)."""

@@ -1,0 +1,38 @@
+"""The seam between the wire services and whatever decides checks and consumes reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from mixerhub.attributes.bag import AttributeBag
+from mixerhub.verdict import CheckOutcome, QuotaGrant, QuotaRequest, Verdict
+
+
+class Policy(Protocol):
+    """Decides checks and takes reports. The wire services call only this."""
+
+    async def check(
+        self, bag: AttributeBag, quotas: Mapping[str, QuotaRequest], dedup_id: str
+    ) -> CheckOutcome:
+        """Decide one check; references come from the lookups made on ``bag``."""
+        ...
+
+    async def report(self, bags: Sequence[AttributeBag]) -> None:
+        """Take a batch of report bags; must not block on slow backends."""
+        ...
+
+
+class AllowAll:
+    """The policy of a hub with no rules: every check OK (60 s / 10,000 uses), every
+    quota granted in full (as Mixer did for quotas no rule handles), reports dropped
+    after being counted by the caller."""
+
+    async def check(
+        self, bag: AttributeBag, quotas: Mapping[str, QuotaRequest], dedup_id: str
+    ) -> CheckOutcome:
+        grants = {name: QuotaGrant(granted_amount=q.amount) for name, q in quotas.items()}
+        return CheckOutcome(Verdict(), grants)
+
+    async def report(self, bags: Sequence[AttributeBag]) -> None:
+        return None

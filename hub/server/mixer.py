@@ -1,0 +1,147 @@
+"""``istio.mixer.v1.Mixer``: Check and Report on the wire.
+
+Handlers take raw bytes (no deserializer registered) so that undecodable protobuf is our
+INVALID_ARGUMENT with a reason, not grpc's generic INTERNAL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from mixerhub.api.mixer.v1 import check_pb2, report_pb2
+from mixerhub.attributes.bag import AttributeBag
+from mixerhub.attributes.compression import Decoder, Encoder
+from mixerhub.errors import MixerhubError, WireError
+from mixerhub.metrics import Metrics
+from mixerhub.policy import Policy
+from mixerhub.verdict import CheckOutcome, QuotaRequest
+
+SERVICE_NAME = "istio.mixer.v1.Mixer"
+_DELTA = report_pb2.ReportRequest.DELTA_ENCODING
+_EMPTY_REPORT_RESPONSE = report_pb2.ReportResponse().SerializeToString()
+
+
+class MixerService:
+    """Decodes requests, asks the current policy, encodes answers."""
+
+    def __init__(self, policy: Callable[[], Policy], metrics: Metrics, log: Any,
+                 decoder: Decoder | None = None, encoder: Encoder | None = None) -> None:
+        self._policy = policy
+        self._metrics = metrics
+        self._log = log
+        self._decoder = decoder or Decoder()
+        self._encoder = encoder or Encoder()
+        self._check_ok = metrics.checks.labels("mixer", "ok")
+        self._check_denied = metrics.checks.labels("mixer", "denied")
+        self._check_error = metrics.checks.labels("mixer", "error")
+        self._check_time = metrics.check_duration.labels("mixer")
+        self._reports = metrics.reports.labels("mixer")
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+            "Check": grpc.unary_unary_rpc_method_handler(self._guard("Check", self.check)),
+            "Report": grpc.unary_unary_rpc_method_handler(self._guard("Report", self.report)),
+        })
+
+    def _guard(self, method: str, fn: Callable[[bytes], Awaitable[bytes]]
+               ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
+        bad = self._metrics.bad_requests.labels("mixer", method)
+
+        async def call(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                return await fn(raw)
+            except MixerhubError as exc:
+                if method == "Check":
+                    self._check_error.inc()
+                if exc.grpc_status is grpc.StatusCode.INVALID_ARGUMENT:
+                    bad.inc()
+                self._log.info("request rejected", method=method, code=exc.code, error=str(exc))
+                await context.abort(exc.grpc_status, str(exc))
+                raise  # abort raises; keeps type checkers honest
+            except Exception:
+                if method == "Check":
+                    self._check_error.inc()
+                self._log.exception("request failed", method=method)
+                await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the hub")
+                raise
+        return call
+
+    async def check(self, raw: bytes) -> bytes:
+        started = time.perf_counter()
+        request = _parse(check_pb2.CheckRequest, raw)
+        values = self._decoder.decode(request.attributes,
+                                      global_word_count=request.global_word_count)
+        quotas = {name: QuotaRequest(q.amount, q.best_effort) for name, q in request.quotas.items()}
+        outcome = await self._policy().check(AttributeBag(values), quotas,
+                                             request.deduplication_id)
+        response = self._encode_check(outcome)
+        (self._check_ok if outcome.verdict.ok else self._check_denied).inc()
+        self._check_time.observe(time.perf_counter() - started)
+        return response
+
+    def _encode_check(self, outcome: CheckOutcome) -> bytes:
+        verdict = outcome.verdict
+        response = check_pb2.CheckResponse()
+        pre = response.precondition
+        pre.status.code = verdict.code
+        if verdict.message:
+            pre.status.message = verdict.message
+        pre.valid_duration.FromTimedelta(verdict.valid_duration)
+        pre.valid_use_count = verdict.valid_use_count
+        pre.referenced_attributes.CopyFrom(self._encoder.encode_references(verdict.references))
+        _route_directive(pre.route_directive, verdict)
+        for name, grant in outcome.quotas.items():
+            q = response.quotas[name]
+            q.granted_amount = grant.granted_amount
+            q.valid_duration.FromTimedelta(grant.valid_duration)
+            if grant.code:
+                q.status.code = grant.code
+                q.status.message = grant.message
+            q.referenced_attributes.CopyFrom(self._encoder.encode_references(grant.references))
+        return response.SerializeToString()
+
+    async def report(self, raw: bytes) -> bytes:
+        request = _parse(report_pb2.ReportRequest, raw)
+        bags = decode_report(self._decoder, request)
+        self._reports.inc(len(bags))
+        await self._policy().report(bags)
+        return _EMPTY_REPORT_RESPONSE
+
+
+def decode_report(decoder: Decoder, request: report_pb2.ReportRequest) -> list[AttributeBag]:
+    """One bag per ``attributes`` entry; DELTA_ENCODING patches the previous bag."""
+    bags = []
+    delta = request.repeated_attributes_semantics == _DELTA
+    previous: dict[str, Any] = {}
+    for i, ca in enumerate(request.attributes):
+        start = dict(previous) if delta else {}
+        try:
+            values = decoder.decode(ca, default_words=request.default_words,
+                                    global_word_count=request.global_word_count, into=start)
+        except WireError as exc:
+            raise WireError(f"attributes[{i}]: {exc}") from None
+        bags.append(AttributeBag(values))
+        previous = values
+    return bags
+
+
+def _parse(message_type: Any, raw: bytes) -> Any:
+    try:
+        return message_type.FromString(raw)
+    except DecodeError as exc:
+        raise WireError(f"{message_type.DESCRIPTOR.name} is not valid protobuf: {exc}") from None
+
+
+def _route_directive(rd: Any, verdict: Any) -> None:
+    for op in verdict.request_header_ops:
+        rd.request_header_operations.add(name=op.name, value=op.value, operation=int(op.operation))
+    for op in verdict.response_header_ops:
+        rd.response_header_operations.add(name=op.name, value=op.value, operation=int(op.operation))
+    if verdict.direct_response_code:
+        rd.direct_response_code = verdict.direct_response_code
+        rd.direct_response_body = verdict.direct_response_body

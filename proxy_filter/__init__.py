@@ -1,0 +1,1 @@
+"""The caller's side: the Mixer client and (later) the Python proxy and Envoy config."""

@@ -1,0 +1,1 @@
+"""Instance templates: the typed shapes rules build from attributes for adapters."""
