@@ -1,4 +1,4 @@
-"""The one wiring place: settings → policy → servers → signals."""
+"""The one wiring place: settings → plugins → config → servers → signals."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import signal
 from typing import Any
 
 from mixerhub import __version__
-from mixerhub.config.files import read_all
+from mixerhub.config.loader import DEFAULT_NAMESPACE
+from mixerhub.config.manager import ConfigManager
 from mixerhub.logs import get_logger
 from mixerhub.metrics import Metrics
+from mixerhub.plugins import Plugins, load_plugins
 from mixerhub.policy import AllowAll, Policy
 from mixerhub.server.grpc_server import DEFAULT_SERVICES, GrpcServer
 from mixerhub.server.http import HttpServer, build_app
@@ -24,6 +26,9 @@ class Settings:
     grpc: str = "127.0.0.1:9091"
     http: str = "127.0.0.1:9093"
     config: tuple[str, ...] = ()
+    default_namespace: str = DEFAULT_NAMESPACE
+    watch: bool = True  # reload on file changes
+    cache_size: int = 10_000  # hub decision cache entries (0 = off)
 
 
 def split_hostport(address: str) -> tuple[str, int]:
@@ -35,31 +40,45 @@ def split_hostport(address: str) -> tuple[str, int]:
 
 
 class Hub:
-    """A running hub: its policy, metrics and servers."""
+    """A running hub: plugins, config, policy, metrics and servers."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None,
+                 plugins: Plugins | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.plugins = plugins or load_plugins()
         self.log = get_logger("mixerhub.hub")
         self.policy: Policy = AllowAll()
         self._ready = False
+        self._stop_watch = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.config = ConfigManager(settings.config, self.plugins, self.metrics, self._use,
+                                    settings.default_namespace, settings.cache_size)
         self.mixer = MixerService(lambda: self.policy, self.metrics, get_logger("mixerhub.mixer"))
         self.grpc = GrpcServer(settings.grpc, [self.mixer.handler()], DEFAULT_SERVICES)
         host, port = split_hostport(settings.http)
-        self.http = HttpServer(build_app(self.metrics, self.ready), host, port)
+        self.http = HttpServer(build_app(self.metrics, self.ready, self.debug_config,
+                                         self.plugins.describe), host, port)
+
+    def _use(self, policy: Policy) -> None:
+        self.policy = policy
 
     def ready(self) -> bool:
         return self._ready
 
-    def load_config(self) -> None:
-        if not self.settings.config:
-            self.log.warning("no config given: no rules, every check is allowed")
-            return
-        documents = read_all(self.settings.config)
-        self.log.info("config read", files=list(self.settings.config), documents=len(documents))
+    def debug_config(self) -> dict[str, Any]:
+        snapshot = self.config.snapshot
+        if snapshot is None:
+            return {"version": 0, "files": [], "rules": [], "note": "no config: all allowed"}
+        return snapshot.describe()
 
     async def start(self) -> None:
-        self.load_config()
+        if self.settings.config:
+            await self.config.load()
+            if self.settings.watch:
+                self._tasks.append(asyncio.create_task(self.config.watch(self._stop_watch)))
+        else:
+            self.log.warning("no config given: no rules, every check is allowed")
         await self.grpc.start()
         await self.http.start()
         self._ready = True
@@ -67,16 +86,26 @@ class Hub:
         self.log.info("serving", version=__version__, grpc_port=self.grpc.port,
                       http_port=self.http.port)
 
+    async def reload(self, reason: str = "request") -> bool:
+        if not self.settings.config:
+            return False
+        return await self.config.reload(reason)
+
     async def stop(self) -> None:
         self._ready = False
         self.metrics.up.set(0)
+        self._stop_watch.set()
         await self.grpc.stop()
         await self.http.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.config.close()
         self.log.info("stopped")
 
 
 async def serve(settings: Settings, started: asyncio.Event | None = None) -> None:
-    """Run a hub until SIGTERM or SIGINT, then shut down cleanly."""
+    """Run a hub until SIGTERM or SIGINT; SIGHUP reloads the config."""
     hub = Hub(settings)
     await hub.start()
     if started is not None:
@@ -85,6 +114,14 @@ async def serve(settings: Settings, started: asyncio.Event | None = None) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(hub.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await stop.wait()
     hub.log.info("signal received, shutting down")
     await hub.stop()

@@ -16,7 +16,9 @@ def _serve(args: argparse.Namespace) -> int:
     from mixerhub.logs import configure
 
     configure(args.log_level)
-    settings = Settings(grpc=args.grpc, http=args.http, config=tuple(args.config or ()))
+    settings = Settings(grpc=args.grpc, http=args.http, config=tuple(args.config or ()),
+                        default_namespace=args.default_namespace, watch=not args.no_watch,
+                        cache_size=args.cache_size)
     try:
         run(serve(settings))
     except ConfigError as exc:
@@ -25,6 +27,37 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"mixerhub: cannot serve: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from mixerhub.config.errors import ConfigErrors
+    from mixerhub.config.files import ConfigError
+    from mixerhub.config.loader import load_config
+    from mixerhub.plugins import load_plugins
+
+    try:
+        config = load_config(args.paths, load_plugins(), args.default_namespace)
+    except ConfigErrors as exc:
+        for line in exc.errors:
+            print(line)
+        print(f"{len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(exc)
+        return 1
+    print(f"ok: {config.documents} documents, {len(config.rules)} rules, "
+          f"{len(config.handlers)} handlers, {len(config.instances)} instances")
+    return 0
+
+
+def _adapters(args: argparse.Namespace) -> int:
+    from mixerhub.plugins import load_plugins
+
+    plugins = load_plugins()
+    for name, cls in plugins.adapters.items():
+        templates = ", ".join(sorted(getattr(cls, "templates", ())))
+        print(f"{name:<14} {cls.__module__:<34} templates: {templates}")
     return 0
 
 
@@ -46,10 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", default=os.environ.get("MIXERHUB_HTTP", "127.0.0.1:9093"),
                        metavar="HOST:PORT", help="HTTP admin address (env MIXERHUB_HTTP)")
     serve.add_argument("--log-level", default=os.environ.get("MIXERHUB_LOG_LEVEL", "info"))
+    _namespace_option(serve)
+    serve.add_argument("--no-watch", action="store_true",
+                       help="do not reload on file changes (SIGHUP still reloads)")
+    serve.add_argument("--cache-size", type=int, default=10_000, metavar="N",
+                       help="hub decision cache entries (0 turns it off)")
     serve.set_defaults(func=_serve)
+    validate = sub.add_parser("validate", help="check config files; exit 1 on any error")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+    _namespace_option(validate)
+    validate.set_defaults(func=_validate)
+    adapters = sub.add_parser("adapters", help="list the adapters plugins provide")
+    adapters.set_defaults(func=_adapters)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
     return parser
+
+
+def _namespace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--default-namespace", metavar="NS",
+                        default=os.environ.get("MIXERHUB_DEFAULT_NAMESPACE", "istio-system"),
+                        help="rules here apply to all traffic (env MIXERHUB_DEFAULT_NAMESPACE)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,4 +47,7 @@ class Metrics:
         self.bad_requests = Counter("mixerhub_bad_requests",
                                     "Requests rejected as malformed (INVALID_ARGUMENT).",
                                     ["service", "method"], registry=r)
+        self.shadow_denials = Counter("mixerhub_shadow_denials",
+                                      "Denials by shadow rules (logged, not enforced).",
+                                      ["rule"], registry=r)
         self.up = Gauge("mixerhub_ready", "1 once config is loaded and gRPC serves.", registry=r)

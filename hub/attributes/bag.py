@@ -7,7 +7,10 @@ Values are plain Python objects: ``str`` (STRING, EMAIL_ADDRESS, URI, DNS_NAME),
 
 Every lookup is recorded in ``refs``: the key is the attribute name, or ``(name, map_key)``
 for a string-map key; the value is True when found (EXACT) and False when missing
-(ABSENCE). A later lookup of the same key overwrites the flag. The union of these is what
+(ABSENCE). A later lookup of the same key overwrites the flag. A string map fetched only to
+read keys is recorded as KEYED (truthy): what was decided depends on those keys, not on the
+whole map, so the wire and the caches carry the keys alone — a per-request header such as
+``x-request-id`` must not defeat every cache. A whole-map use records True and wins. The union of these is what
 a verdict depends on (``ReferencedAttributes``) and what the decision caches key on.
 Compiled expressions read ``values`` and write ``refs`` directly, for speed.
 """
@@ -32,6 +35,9 @@ class _Missing:
 MISSING: Final = _Missing()
 
 RefKey = str | tuple[str, str]
+
+#: ``refs`` value of a map fetched only to look up keys (see the module doc).
+KEYED: Final = 2
 
 
 class Reference(NamedTuple):
@@ -64,9 +70,11 @@ class AttributeBag:
 
     def get_map_key(self, name: str, key: str) -> Any:
         """``name[key]`` of a string map, or MISSING; records the map and the key."""
-        mapping = self.get(name)
+        mapping = self.values.get(name, MISSING)
         if mapping is MISSING:
+            self.refs[name] = False
             return MISSING
+        self.refs.setdefault(name, KEYED)
         value = mapping.get(key, MISSING)
         self.refs[(name, key)] = value is not MISSING
         return value
@@ -74,14 +82,17 @@ class AttributeBag:
     def names(self) -> Iterable[str]:
         return self.values.keys()
 
-    def references(self) -> list[Reference]:
-        """The recorded lookups, in the order first made."""
+    def references(self, keyed: bool = False) -> list[Reference]:
+        """The recorded lookups, in the order first made; maps read only by key are left
+        out unless ``keyed`` (the conformance notation lists them)."""
         out = []
         for key, present in self.refs.items():
+            if present is KEYED and not keyed:
+                continue
             if isinstance(key, tuple):
-                out.append(Reference(key[0], key[1], present))
+                out.append(Reference(key[0], key[1], bool(present)))
             else:
-                out.append(Reference(key, None, present))
+                out.append(Reference(key, None, bool(present)))
         return out
 
     def reset_references(self) -> None:

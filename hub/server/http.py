@@ -1,8 +1,9 @@
-"""The HTTP (admin) port: /metrics, /healthz, /readyz."""
+"""The HTTP (admin) port: /metrics, /healthz, /readyz, /debug/config, /debug/plugins."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,7 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from mixerhub.metrics import Metrics
 
 
-def build_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
+def build_app(metrics: Metrics, ready: Callable[[], bool],
+              config: Callable[[], dict[str, Any]] | None = None,
+              plugins: Callable[[], list[dict[str, Any]]] | None = None) -> web.Application:
     async def metrics_page(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -23,11 +26,25 @@ def build_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready"}, status=503)
 
+    async def debug_config(request: web.Request) -> web.Response:
+        return web.json_response(config() if config else {}, dumps=_dumps)
+
+    async def debug_plugins(request: web.Request) -> web.Response:
+        return web.json_response(plugins() if plugins else [], dumps=_dumps)
+
     app = web.Application()
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/debug/config", debug_config)
+    app.router.add_get("/debug/plugins", debug_plugins)
     return app
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, default=str)
 
 
 class HttpServer:

@@ -100,8 +100,11 @@ def test_references_round_trip_with_map_keys_and_absence() -> None:
     bag.get("source.uid")
     refs = bag.references()
     assert [r.notation() for r in refs] == [
-        "request.headers", "request.headers[x-user]", "-request.headers[x-missing]",
-        "-destination.uid", "source.uid"]
+        "request.headers[x-user]", "-request.headers[x-missing]", "-destination.uid",
+        "source.uid"]
+    assert bag.references(keyed=True)[0].notation() == "request.headers"
+    bag.get("request.headers")  # a whole-map use: now the map itself is referenced
+    assert bag.references()[0].notation() == "request.headers"
     ra = pb.ReferencedAttributes.FromString(
         Encoder().encode_references(refs).SerializeToString())
     assert decode_references(ra) == refs

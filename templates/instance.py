@@ -1,0 +1,64 @@
+"""The values a rule built for an adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class Instance:
+    """Template fields by attribute (``instance.value``, ``instance.dimensions``); nested
+    structs are Instances too. ``name`` is the instance's full name, ``template`` its
+    template's name. Immutable and hashable (identical instances share one adapter call)."""
+
+    __slots__ = ("name", "template", "_fields", "_key")
+
+    def __init__(self, name: str, template: str, fields: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "template", template)
+        object.__setattr__(self, "_fields", dict(fields))
+        object.__setattr__(self, "_key", None)
+
+    def __getattr__(self, field: str) -> Any:
+        try:
+            return self._fields[field]
+        except KeyError:
+            raise AttributeError(f"{self.template} instance has no field {field!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("instances are immutable")
+
+    def get(self, field: str, default: Any = None) -> Any:
+        return self._fields.get(field, default)
+
+    def fields(self) -> dict[str, Any]:
+        """The field values (nested Instances stay Instances)."""
+        return dict(self._fields)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data: nested structs as dicts (for logs, Kafka, OPA input)."""
+        return {k: v.as_dict() if isinstance(v, Instance) else v for k, v in self._fields.items()}
+
+    def key(self) -> tuple[Any, ...]:
+        if self._key is None:
+            object.__setattr__(self, "_key", (self.name, _freeze(self._fields)))
+        return self._key  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Instance) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __repr__(self) -> str:
+        return f"Instance({self.name!r}, {self.template!r}, {self._fields!r})"
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, Instance):
+        return value.key()
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
