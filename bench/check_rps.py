@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/check_rps.py [--seconds 10] [--concurrency 32]
 
+Scenarios: the bare server; the hub with no rules; the hub serving examples/quickstart
+(four rules, five handlers) with its decision cache on — every check after the first is
+a cache hit — and with the cache off (--cache-size 0), where every check evaluates the
+rules and calls the adapters (the miss path).
+
 Both servers run as separate processes and get the same pre-encoded CheckRequest (15
 attributes, global-dictionary and message words) from one load process (grpc.aio, N calls
 in flight). The bare server answers every call with a fixed OK CheckResponse without
@@ -44,6 +49,7 @@ def request_bytes() -> bytes:
         "source.ip": ipaddress.ip_address("10.12.0.7"), "source.namespace": "default",
         "destination.uid": "kubernetes://reviews-v2-55d8.default",
         "destination.service.host": "reviews.default.svc.cluster.local",
+        "destination.service.name": "reviews",
         "destination.namespace": "default", "destination.port": 9080,
         "request.path": "/reviews/0", "request.method": "GET", "request.scheme": "http",
         "request.host": "reviews:9080", "request.useragent": "python-requests/2.31",
@@ -155,18 +161,33 @@ def main() -> int:
     if args.bare_server:
         bare_server(args.bare_server)
         return 0
-    p1, p2, p3 = free_port(), free_port(), free_port()
-    bare = measure("bare grpc.aio server", [sys.executable, __file__, "--bare-server", str(p1)],
-                   p1, args)
-    hub = measure("mixerhub (no rules)", [sys.executable, "-m", "mixerhub", "serve",
-                  "--grpc", f"127.0.0.1:{p2}", "--http", f"127.0.0.1:{p3}"], p2, args)
+    quickstart = str(Path(__file__).resolve().parents[1] / "examples" / "quickstart")
+    results = {}
+    for name, extra in SCENARIOS:
+        port, http = free_port(), free_port()
+        if extra is None:
+            cmd = [sys.executable, __file__, "--bare-server", str(port)]
+        else:
+            cmd = [sys.executable, "-m", "mixerhub", "serve", "--grpc", f"127.0.0.1:{port}",
+                   "--http", f"127.0.0.1:{http}", "--log-level", "warning",
+                   *[a.replace("QUICKSTART", quickstart) for a in extra]]
+        results[name] = measure(name, cmd, port, args)
+    bare = results[SCENARIOS[0][0]]
     print(f"\nMixer Check, {os.cpu_count()} cores, client → server → client over loopback\n")
-    print(f"{'server':<24}{'checks/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'calls':>9}")
-    for name, r in (("bare grpc.aio", bare), ("mixerhub", hub)):
-        print(f"{name:<24}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['n']:>9}")
-    print(f"\nratio mixerhub / bare: {hub['rps'] / bare['rps']:.2f} (throughput), "
-          f"{hub['p50'] / bare['p50']:.2f}× p50 latency")
+    print(f"{'server':<34}{'checks/s':>10}{'÷ bare':>8}{'p50 ms':>9}{'p99 ms':>9}{'calls':>9}")
+    for name, r in results.items():
+        print(f"{name:<34}{r['rps']:>10.0f}{r['rps'] / bare['rps']:>8.2f}{r['p50']:>9.2f}"
+              f"{r['p99']:>9.2f}{r['n']:>9}")
     return 0
+
+
+SCENARIOS: list[tuple[str, list[str] | None]] = [
+    ("bare grpc.aio (constant OK)", None),
+    ("mixerhub, no rules", []),
+    ("mixerhub, quickstart, cache hit", ["--config", "QUICKSTART", "--no-watch"]),
+    ("mixerhub, quickstart, cache off", ["--config", "QUICKSTART", "--no-watch",
+                                         "--cache-size", "0"]),
+]
 
 
 if __name__ == "__main__":

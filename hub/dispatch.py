@@ -38,7 +38,7 @@ class _Combined:
     message: str = ""
     duration: dt.timedelta | None = None  # None until a handler ran
     uses: int | None = None
-    failed: bool = False  # a failure shaped the verdict: never cache it
+    failed: bool = False  # an adapter failed (transient): never cache the verdict
 
     def add(self, result: CheckResult) -> None:
         if self.code == 0 and result.code != 0:
@@ -171,12 +171,13 @@ class PolicyEngine:
 
     def _evaluation_failure(self, rule: RuleConfig, what: str, exc: Exception,
                             combined: _Combined | None) -> None:
+        # Deterministic in the attributes read (their absence is referenced), so the
+        # verdict stays cacheable; logged at debug: a rule missing an attribute on every
+        # request must not flood the log, the counter shows it.
         closed = rule.fail_policy == "closed"
-        self._count_failure(rule, closed, what, exc)
-        if combined is not None:
-            combined.failed = True
-            if closed:
-                combined.add(_unavailable(rule, f"{what} failed: {exc}"))
+        self._count_failure(rule, closed, what, exc, level="debug")
+        if combined is not None and closed:
+            combined.add(_unavailable(rule, f"{what} failed: {exc}"))
 
     def _adapter_failure(self, rule: RuleConfig, handler: str, adapter: Any, exc: Exception,
                          combined: _Combined) -> None:
@@ -187,11 +188,12 @@ class PolicyEngine:
         if closed:
             combined.add(_unavailable(rule, f"handler {handler} failed: {exc}"))
 
-    def _count_failure(self, rule: RuleConfig, closed: bool, what: str, exc: Exception) -> None:
+    def _count_failure(self, rule: RuleConfig, closed: bool, what: str, exc: Exception,
+                       level: str = "warning") -> None:
         policy = "closed" if closed else "open"
         self.metrics.rule_failures.labels(rule.name, policy).inc()
-        self.log.warning("rule failure", rule=rule.name, part=what, policy=policy,
-                         error=str(exc) or type(exc).__name__)
+        getattr(self.log, level)("rule failure", rule=rule.name, part=what, policy=policy,
+                                 error=str(exc) or type(exc).__name__)
 
     def _header_ops(self, rule: RuleConfig, ops: Sequence[Any], bag: AttributeBag
                     ) -> list[HeaderOp]:
