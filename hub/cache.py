@@ -75,9 +75,11 @@ class DecisionCache:
                 continue
             entry.uses_left -= 1
             self._entries.move_to_end((shape, key))
-            return dataclasses.replace(
-                entry.verdict, valid_use_count=entry.uses_left + 1,
-                valid_duration=dt.timedelta(seconds=entry.expires - now))
+            v = entry.verdict  # built directly: dataclasses.replace costs ~10 µs here
+            return Verdict(v.code, v.message, dt.timedelta(seconds=entry.expires - now),
+                           entry.uses_left + 1, v.references, v.request_header_ops,
+                           v.response_header_ops, v.direct_response_code,
+                           v.direct_response_body)
         return None
 
     def store(self, verdict: Verdict, values: Mapping[str, Any]) -> None:

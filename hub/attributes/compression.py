@@ -81,36 +81,55 @@ class Decoder:
     ) -> dict[str, Any]:
         """Decode one message; ``into`` (updated in place) serves Report's delta encoding."""
         _reject_wrong_wire_types(ca, "CompressedAttributes")
-        word = _Words(self.dictionary, ca.words or default_words, global_word_count)
+        local = ca.words or default_words
+        word = _Words(self.dictionary, local, global_word_count)
+        # Fast path: one table where Python's negative indexing lands on the message's
+        # words (table[-k] == local[k-1]); indices outside [lo, hi) go through word(),
+        # which raises the precise error.
+        table = self.dictionary[:word.limit] + tuple(reversed(local)) if local \
+            else self.dictionary[:word.limit]
+        lo, hi = -len(local), word.limit
         out: dict[str, Any] = {} if into is None else into
-        for k, v in ca.strings.items():
-            out[word(k, "strings key")] = word(v, "strings value")
-        for k, i in ca.int64s.items():
+        # Protobuf maps iterate their keys twice as fast as their items().
+        strings = ca.strings
+        for k in strings:
+            v = strings[k]
+            if lo <= k < hi and lo <= v < hi:
+                out[table[k]] = table[v]
+            else:
+                out[word(k, "strings key")] = word(v, "strings value")
+        for k, i in _items(ca.int64s):
             out[word(k, "int64s key")] = i
-        for k, d in ca.doubles.items():
+        for k, d in _items(ca.doubles):
             out[word(k, "doubles key")] = d
-        for k, b in ca.bools.items():
+        for k, b in _items(ca.bools):
             out[word(k, "bools key")] = b
-        for k, ts in ca.timestamps.items():
+        for k, ts in _items(ca.timestamps):
             out[word(k, "timestamps key")] = _timestamp(ts, k)
-        for k, du in ca.durations.items():
+        for k, du in _items(ca.durations):
             out[word(k, "durations key")] = _duration(du, k)
-        for k, blob in ca.bytes.items():
+        for k, blob in _items(ca.bytes):
             name = word(k, "bytes key")
             out[name] = self._bytes(name, blob)
-        for k, sm in ca.string_maps.items():
+        for k, sm in _items(ca.string_maps):
             name = word(k, "string_maps key")
             _reject_wrong_wire_types(sm, f"string_maps[{name}]")
-            out[name] = {
-                word(mk, f"string_maps[{name}] key"): word(mv, f"string_maps[{name}] value")
-                for mk, mv in sm.entries.items()
-            }
+            entries = _items(sm.entries)
+            if all(lo <= mk < hi and lo <= mv < hi for mk, mv in entries):
+                out[name] = {table[mk]: table[mv] for mk, mv in entries}
+            else:
+                out[name] = {word(mk, f"string_maps[{name}] key"):
+                             word(mv, f"string_maps[{name}] value") for mk, mv in entries}
         return out
 
     def _bytes(self, name: str, raw: bytes) -> Any:
         if name in self.ip_names and len(raw) in (4, 16):
             return ipaddress.ip_address(raw)
         return raw
+
+
+def _items(mapping: Any) -> list[tuple[Any, Any]]:
+    return [(k, mapping[k]) for k in mapping]
 
 
 def _timestamp(ts: Any, key: int) -> dt.datetime:

@@ -108,10 +108,11 @@ class _Loader:
         self.default_ns = default_namespace
         self.errors: list[str] = []
         self.manifest: Manifest = dict(default_manifest())
-        self.handlers: dict[tuple[str, str], HandlerConfig] = {}
-        self.instances: dict[tuple[str, str], CompiledInstance] = {}
-        self.kinds: dict[str, str] = {}  # full name → kind, for references
-        self.seen: dict[tuple[str, str, str], str] = {}
+        # (name, namespace, kind): Istio 1.4's per-template kinds may share a name
+        # (metric "requestcount" and quota "requestcount" are different objects).
+        self.handlers: dict[tuple[str, str, str], HandlerConfig] = {}
+        self.instances: dict[tuple[str, str, str], CompiledInstance] = {}
+        self.seen: dict[tuple[str, str, str, str], str] = {}
 
     def load(self, docs: Sequence[Document], files: list[str]) -> LoadedConfig:
         entries = [e for doc in docs for e in self._entries(doc)]
@@ -189,7 +190,7 @@ class _Loader:
         return "unknown"
 
     def _unique(self, entry: _Entry, category: str) -> bool:
-        key = (category, entry.envelope.metadata.name, entry.namespace)
+        key = (category, entry.envelope.kind, entry.envelope.metadata.name, entry.namespace)
         where = f"{entry.doc.path}:{entry.doc.line}"
         if key in self.seen:
             entry.report.error(("metadata", "name"), f"duplicate {category} name "
@@ -247,7 +248,7 @@ class _Loader:
             return
         short, ns = env.metadata.name, entry.namespace
         full = f"{short}.{env.kind}.{ns}"
-        self.handlers[(short, ns)] = HandlerConfig(full, short, ns, env.kind, cls, model,
+        self.handlers[(short, ns, env.kind)] = HandlerConfig(full, short, ns, env.kind, cls, model,
                                                    f"{entry.doc.path}:{entry.doc.line}")
 
     def _instance(self, entry: _Entry) -> None:
@@ -279,7 +280,7 @@ class _Loader:
             return
         short, ns = env.metadata.name, entry.namespace
         full = f"{short}.{env.kind}.{ns}"
-        self.instances[(short, ns)] = compile_instance(
+        self.instances[(short, ns, env.kind)] = compile_instance(
             full, short, ns, env.kind, template, params, self.manifest, entry.report, loc)
 
     def _rule(self, entry: _Entry) -> RuleConfig | None:
@@ -303,16 +304,16 @@ class _Loader:
         loc = ("spec", "actions", i)
         handler = _resolve(action.handler, entry.namespace, self.handlers)
         if handler is None:
-            entry.report.error((*loc, "handler"), f"no handler {action.handler!r} "
-                                                  f"in namespace {entry.namespace!r}")
+            entry.report.error((*loc, "handler"), _missing("handler", action.handler,
+                                                           entry.namespace, self.handlers))
             return None
         instances = []
         accepted = getattr(handler.adapter, "templates", frozenset())
         for j, ref in enumerate(action.instances):
             instance = _resolve(ref, entry.namespace, self.instances)
             if instance is None:
-                entry.report.error((*loc, "instances", j), f"no instance {ref!r} "
-                                                           f"in namespace {entry.namespace!r}")
+                entry.report.error((*loc, "instances", j), _missing(
+                    "instance", ref, entry.namespace, self.instances))
             elif instance.template.name not in accepted:
                 entry.report.error((*loc, "instances", j), (
                     f"handler {handler.short!r} (adapter {handler.adapter.name}) does not "  # type: ignore[attr-defined]
@@ -350,24 +351,33 @@ class _Loader:
         return tuple(out)
 
 
-def _resolve(ref: str, namespace: str, objects: dict[tuple[str, str], Any]) -> Any:
+def _resolve(ref: str, namespace: str, objects: dict[tuple[str, str, str], Any]) -> Any:
     """``name`` (the rule's namespace), ``name.namespace``, ``name.kind`` or
-    ``name.kind.namespace`` — the forms Istio 1.4 configs use."""
+    ``name.kind.namespace`` — the forms Istio 1.4 configs use. A bare name that two kinds
+    share resolves to nothing (the error then asks for the kind)."""
     parts = ref.split(".")
     if len(parts) == 1:
-        return objects.get((ref, namespace))
+        return _only(objects, parts[0], namespace, None)
     if len(parts) == 2:
-        found = objects.get((parts[0], parts[1]))
-        if found is not None:
-            return found
-        found = objects.get((parts[0], namespace))
-        return found if found is not None and _kind(found) == parts[1] else None
-    found = objects.get((parts[0], ".".join(parts[2:])))
-    return found if found is not None and _kind(found) == parts[1] else None
+        found = _only(objects, parts[0], parts[1], None)
+        return found if found is not None else _only(objects, parts[0], namespace, parts[1])
+    return _only(objects, parts[0], ".".join(parts[2:]), parts[1])
 
 
-def _kind(obj: Any) -> str:
-    return str(obj.kind)
+def _missing(what: str, ref: str, namespace: str,
+             objects: dict[tuple[str, str, str], Any]) -> str:
+    kinds = sorted(k for (n, ns, k) in objects if n == ref and ns == namespace)
+    if len(kinds) > 1:
+        return (f"{what} name {ref!r} is ambiguous in namespace {namespace!r} (kinds: "
+                f"{', '.join(kinds)}): write {ref}.KIND")
+    return f"no {what} {ref!r} in namespace {namespace!r}"
+
+
+def _only(objects: dict[tuple[str, str, str], Any], name: str, namespace: str,
+          kind: str | None) -> Any:
+    found = [o for (n, ns, k), o in objects.items()
+             if n == name and ns == namespace and (kind is None or k == kind)]
+    return found[0] if len(found) == 1 else None
 
 
 __all__ = ["ActionConfig", "ConfigError", "ConfigErrors", "HandlerConfig", "LoadedConfig",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 API_VERSIONS = ("config.istio.io/v1alpha2", "policy.istio.io/v1beta1")
 
@@ -30,6 +30,12 @@ class Envelope(_Strict):
     metadata: Metadata
     spec: dict[str, Any] = Field(default_factory=dict)
     status: Any = Field(None, description="ignored (kubectl exports)")
+
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _empty_spec(cls, value: Any) -> Any:
+        """``spec:`` with nothing after it (Istio's checknothing samples) is an empty spec."""
+        return {} if value is None else value
 
 
 class HandlerSpec(_Strict):

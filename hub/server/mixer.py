@@ -41,6 +41,7 @@ class MixerService:
         self._check_error = metrics.checks.labels("mixer", "error")
         self._check_time = metrics.check_duration.labels("mixer")
         self._reports = metrics.reports.labels("mixer")
+        self._encoded_refs: dict[tuple[Any, ...], Any] = {}
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(SERVICE_NAME, {
@@ -93,7 +94,7 @@ class MixerService:
             pre.status.message = verdict.message
         pre.valid_duration.FromTimedelta(verdict.valid_duration)
         pre.valid_use_count = verdict.valid_use_count
-        pre.referenced_attributes.CopyFrom(self._encoder.encode_references(verdict.references))
+        pre.referenced_attributes.CopyFrom(self._references(verdict.references))
         _route_directive(pre.route_directive, verdict)
         for name, grant in outcome.quotas.items():
             q = response.quotas[name]
@@ -104,6 +105,15 @@ class MixerService:
                 q.status.message = grant.message
             q.referenced_attributes.CopyFrom(self._encoder.encode_references(grant.references))
         return response.SerializeToString()
+
+    def _references(self, refs: tuple[Any, ...]) -> Any:
+        """Encoded references, memoized: cached verdicts repeat the same few sets."""
+        encoded = self._encoded_refs.get(refs)
+        if encoded is None:
+            if len(self._encoded_refs) >= 4096:
+                self._encoded_refs.clear()
+            encoded = self._encoded_refs[refs] = self._encoder.encode_references(refs)
+        return encoded
 
     async def report(self, raw: bytes) -> bytes:
         request = _parse(report_pb2.ReportRequest, raw)
