@@ -26,4 +26,5 @@ protos: install
 	$(BIN)/python -m mixerhub.api.protogen
 
 bench: install
+	$(BIN)/python bench/expr_evals.py
 	$(BIN)/python bench/check_rps.py

@@ -20,32 +20,9 @@ from mixerhub.adapters import listchecker
 from mixerhub.adapters.listchecker import ListCheckerAdapter, ListParams, parse_body
 from mixerhub.plugins import load_plugins
 from mixerhub.templates.instance import Instance
+from tests.fakes import FakeClock, Log
 
 OK, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED = 0, 3, 5, 7
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> dt.datetime:
-        return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=self.t)
-
-
-class Log:
-    """Records structlog-style calls: ``log.warning("event", key=value)``."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, dict[str, Any]]] = []
-
-    def __getattr__(self, level: str) -> Callable[..., None]:
-        return lambda event, **kw: self.records.append((level, event, kw))
-
-    def events(self, event: str) -> int:
-        return sum(1 for _, e, _ in self.records if e == event)
 
 
 class Harness:

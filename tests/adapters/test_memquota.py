@@ -17,27 +17,9 @@ from mixerhub.adapters import memquota
 from mixerhub.adapters.memquota import MemQuotaAdapter, MemQuotaParams
 from mixerhub.plugins import load_plugins
 from mixerhub.templates.instance import Instance
+from tests.fakes import FakeClock, Log
 
 RQ = "requestcountquota.instance.istio-system"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> dt.datetime:
-        return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=self.t)
-
-
-class Log:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, dict[str, Any]]] = []
-
-    def __getattr__(self, level: str) -> Callable[..., None]:
-        return lambda event, **kw: self.records.append((level, event, kw))
 
 
 class Harness:
