@@ -27,4 +27,5 @@ protos: install
 
 bench: install
 	$(BIN)/python bench/expr_evals.py
+	$(BIN)/python bench/check_inprocess.py
 	$(BIN)/python bench/check_rps.py

@@ -3,11 +3,11 @@
     .venv/bin/python bench/check_rps.py [--seconds 10] [--concurrency 32]
 
 Scenarios: the bare server; the hub with no rules; the hub serving examples/quickstart
-(four rules, five handlers) with its decision cache on — every check after the first is
-a cache hit — and with the cache off (--cache-size 0), where every check evaluates the
-rules and calls the adapters (the miss path).
+(four rules, five handlers; the request is one its listchecker rule must decide) with its
+decision cache on — every check after the first is a cache hit — and with the cache off
+(--cache-size 0), where every check evaluates the rules and calls the adapter.
 
-Both servers run as separate processes and get the same pre-encoded CheckRequest (15
+Both servers run as separate processes and get the same pre-encoded CheckRequest (17
 attributes, global-dictionary and message words) from one load process (grpc.aio, N calls
 in flight). The bare server answers every call with a fixed OK CheckResponse without
 decoding it: it is the floor of Python gRPC on this machine. The figure covers: request
@@ -47,13 +47,13 @@ def request_bytes() -> bytes:
     attrs = {
         "source.uid": "kubernetes://productpage-v1-7d4f.default",
         "source.ip": ipaddress.ip_address("10.12.0.7"), "source.namespace": "default",
-        "destination.uid": "kubernetes://reviews-v2-55d8.default",
-        "destination.service.host": "reviews.default.svc.cluster.local",
-        "destination.service.name": "reviews",
+        "destination.uid": "kubernetes://ratings-v1-55d8.default",
+        "destination.service.host": "ratings.default.svc.cluster.local",
+        "destination.service.name": "ratings", "source.labels": {"version": "v1"},
         "destination.namespace": "default", "destination.port": 9080,
-        "request.path": "/reviews/0", "request.method": "GET", "request.scheme": "http",
-        "request.host": "reviews:9080", "request.useragent": "python-requests/2.31",
-        "request.headers": {":authority": "reviews:9080", ":path": "/reviews/0",
+        "request.path": "/ratings/0", "request.method": "GET", "request.scheme": "http",
+        "request.host": "ratings:9080", "request.useragent": "python-requests/2.31",
+        "request.headers": {":authority": "ratings:9080", ":path": "/ratings/0",
                             ":method": "GET", "x-user": "alice", "x-request-id": "b2f1"},
         "request.time": dt.datetime.now(dt.timezone.utc), "context.protocol": "http",
     }

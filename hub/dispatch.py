@@ -39,6 +39,7 @@ class _Combined:
     duration: dt.timedelta | None = None  # None until a handler ran
     uses: int | None = None
     failed: bool = False  # an adapter failed (transient): never cache the verdict
+    calls: int = 0  # adapter calls made: a verdict that made none is cheaper to recompute
 
     def add(self, result: CheckResult) -> None:
         if self.code == 0 and result.code != 0:
@@ -107,7 +108,9 @@ class PolicyEngine:
             request_ops, response_ops = [], []
         verdict = Verdict(combined.code, combined.message, *combined.lifetime(),
                           tuple(bag.references()), tuple(request_ops), tuple(response_ops))
-        return verdict, not combined.failed
+        # Measured (bench/check_inprocess.py): a cache lookup costs more than evaluating a
+        # few matches, so only verdicts that called an adapter are worth storing.
+        return verdict, not combined.failed and combined.calls > 0
 
     async def _run_check_action(self, rule: RuleConfig, action: ActionConfig,
                                 bag: AttributeBag, combined: _Combined) -> None:
@@ -125,6 +128,7 @@ class PolicyEngine:
             except Exception as exc:  # noqa: BLE001 - an adapter failure, policy decides
                 self._adapter_failure(rule, action.handler.name, adapter, exc, combined)
                 continue
+            combined.calls += 1
             combined.add(result)
 
     async def _single_flight(self, handler: str, adapter: Any, instance: Any) -> CheckResult:
