@@ -20,6 +20,7 @@ run: install
 	$(BIN)/mixerhub serve --config examples/quickstart
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 protos: install

@@ -21,7 +21,6 @@ from mixerhub.config.errors import ConfigErrors, Reporter
 from mixerhub.config.files import ConfigError, Document, LineDict, read_all
 from mixerhub.expr import CompiledExpression
 from mixerhub.plugins import Plugins
-from mixerhub.templates.model import Variety
 
 DEFAULT_NAMESPACE = "istio-system"
 _UNSUPPORTED = {
@@ -381,4 +380,4 @@ def _only(objects: dict[tuple[str, str, str], Any], name: str, namespace: str,
 
 
 __all__ = ["ActionConfig", "ConfigError", "ConfigErrors", "HandlerConfig", "LoadedConfig",
-           "RuleConfig", "Variety", "load_config"]
+           "RuleConfig", "load_config"]

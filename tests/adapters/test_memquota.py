@@ -4,7 +4,6 @@ dimensions, best-effort grants, deduplication and idle-key expiry. Nothing sleep
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 import pytest
