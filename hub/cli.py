@@ -61,6 +61,17 @@ def _adapters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from mixerhub.evalcmd import eval_cases, eval_one
+
+    if args.cases:
+        return eval_cases(args.cases, args.verbose)
+    if not args.expression:
+        print("mixerhub eval: give an EXPRESSION or --cases FILE", file=sys.stderr)
+        return 2
+    return eval_one(args.expression, args.attributes, args.manifest)
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"mixerhub {__version__}")
     return 0
@@ -89,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", metavar="PATH")
     _namespace_option(validate)
     validate.set_defaults(func=_validate)
+    ev = sub.add_parser("eval", help="evaluate an expression, or run an expression case file")
+    ev.add_argument("expression", nargs="?", metavar="EXPRESSION")
+    ev.add_argument("--attributes", metavar="JSON|@FILE", help="attributes (docs/json.md)")
+    ev.add_argument("--manifest", metavar="FILE", help="extra attributemanifest YAML")
+    ev.add_argument("--cases", metavar="FILE", help="a case file (cexl_conformance.yaml format)")
+    ev.add_argument("--verbose", action="store_true", help="show each failure")
+    ev.set_defaults(func=_eval)
     adapters = sub.add_parser("adapters", help="list the adapters plugins provide")
     adapters.set_defaults(func=_adapters)
     version = sub.add_parser("version", help="print the version")
