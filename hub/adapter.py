@@ -23,7 +23,7 @@ from mixerhub.verdict import DEFAULT_VALID_DURATION, DEFAULT_VALID_USE_COUNT
 
 
 class Status(enum.Enum):
-    """An adapter's health, shown on /readyz details and /debug."""
+    """An adapter's health, shown per handler on /debug/config."""
 
     NOT_READY = "NOT_READY"
     OK = "OK"
@@ -56,7 +56,7 @@ class SystemClock:
 class AdapterEnv:
     """What the hub hands each adapter object."""
 
-    handler: str  # the handler's full name, e.g. "denyall.istio-system"
+    handler: str  # the handler's full name, name.kind.namespace: "denyall.handler.istio-system"
     registry: CollectorRegistry  # the hub's Prometheus registry
     logger: Any  # a structlog logger bound to the handler
     clock: Clock = dataclasses.field(default_factory=SystemClock)

@@ -80,7 +80,12 @@ class Hub:
         else:
             self.log.warning("no config given: no rules, every check is allowed")
         await self.grpc.start()
-        await self.http.start()
+        try:
+            await self.http.start()
+        except BaseException:
+            await self.grpc.stop(grace=0)
+            await self.config.close()
+            raise
         self._ready = True
         self.metrics.up.set(1)
         self.log.info("serving", version=__version__, grpc_port=self.grpc.port,

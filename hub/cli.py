@@ -16,7 +16,9 @@ def _serve(args: argparse.Namespace) -> int:
     from mixerhub.logs import configure
 
     configure(args.log_level)
-    settings = Settings(grpc=args.grpc, http=args.http, config=tuple(args.config or ()),
+    env_config = os.environ.get("MIXERHUB_CONFIG", "")
+    paths = args.config or [p for p in env_config.split(os.pathsep) if p]
+    settings = Settings(grpc=args.grpc, http=args.http, config=tuple(paths),
                         default_namespace=args.default_namespace, watch=not args.no_watch,
                         cache_size=args.cache_size)
     try:
@@ -24,7 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"mixerhub: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # a port in use surfaces as either
         print(f"mixerhub: cannot serve: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -81,10 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixerhub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the hub")
-    env_config = os.environ.get("MIXERHUB_CONFIG")
     serve.add_argument("--config", action="append", metavar="PATH",
-                       default=env_config.split(os.pathsep) if env_config else None,
-                       help="config file or directory (repeatable; env MIXERHUB_CONFIG)")
+                       help="config file or directory (repeatable; replaces env "
+                            "MIXERHUB_CONFIG, whose paths are joined with ':')")
     serve.add_argument("--grpc", default=os.environ.get("MIXERHUB_GRPC", "127.0.0.1:9091"),
                        metavar="HOST:PORT", help="gRPC address (env MIXERHUB_GRPC)")
     serve.add_argument("--http", default=os.environ.get("MIXERHUB_HTTP", "127.0.0.1:9093"),
@@ -121,8 +122,14 @@ def _namespace_option(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mixerhub.plugins import PluginError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except PluginError as exc:
+        print(f"mixerhub: plugin error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

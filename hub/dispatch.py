@@ -50,7 +50,10 @@ class _Combined:
             else min(self.uses, result.valid_use_count)
 
     def lifetime(self) -> tuple[dt.timedelta, int]:
-        """No handler ran → Mixer's 60 s / 10,000 uses."""
+        """No handler ran → Mixer's 60 s / 10,000 uses; an adapter failed (even open) → zero,
+        so no caller reuses an answer the backend did not give."""
+        if self.failed:
+            return _ZERO, 0
         return (DEFAULT_VALID_DURATION if self.duration is None else self.duration,
                 DEFAULT_VALID_USE_COUNT if self.uses is None else self.uses)
 
@@ -67,7 +70,7 @@ class PolicyEngine:
         self.default_ns = snapshot.config.default_namespace
         self.check_rules = _rules(snapshot, Variety.CHECK, shadow=False)
         self.shadow_rules = _rules(snapshot, Variety.CHECK, shadow=True)
-        self.report_rules = _rules(snapshot, Variety.REPORT, shadow=None)
+        self.report_rules = _rules(snapshot, Variety.REPORT, shadow=False)
         self.quota_index = _quota_index(snapshot)
         self.scoped = any(r.namespace != self.default_ns for r in snapshot.config.rules)
         self._inflight: dict[Any, asyncio.Future[CheckResult]] = {}
@@ -242,7 +245,14 @@ class PolicyEngine:
         bag = AttributeBag(values)
         identity = self._identity(bag)
         for rule, action, conf in self.quota_index.get(name.lower(), ()):
-            if rule.shadow or not self._applies(rule, bag, identity, None):
+            if rule.shadow:
+                continue
+            probe = _Combined()
+            if not self._applies(rule, bag, identity, probe):
+                if probe.code:  # the match failed and the rule fails closed
+                    self.metrics.quota_requests.labels("error").inc()
+                    return QuotaGrant(0, _ZERO, probe.code, probe.message,
+                                      tuple(bag.references()))
                 continue
             grant = await self._allocate(rule, action, conf, bag, request, dedup_id)
             if grant is not None:

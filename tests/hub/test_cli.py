@@ -98,3 +98,30 @@ def test_bad_config_path_exits_with_a_clear_error(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "nope.yaml: no such file or directory" in out.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flag in ("--grpc", "--http"):
+            other = "--http" if flag == "--grpc" else "--grpc"
+            out = subprocess.run([sys.executable, "-m", "mixerhub", "serve", flag,
+                                  f"127.0.0.1:{port}", other, "127.0.0.1:0"],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 1, out.stderr
+            assert "mixerhub: cannot serve:" in out.stderr
+            assert "Traceback" not in out.stderr
+
+
+def test_config_flag_replaces_the_environment(tmp_path: Path) -> None:
+    """MIXERHUB_CONFIG names a broken file; --config a good one: only --config is read."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: [\n")
+    env = {**os.environ, "MIXERHUB_CONFIG": str(broken)}
+    out = subprocess.run([sys.executable, "-m", "mixerhub", "serve", "--grpc", "127.0.0.1:0",
+                          "--http", "127.0.0.1:0", "--config", str(tmp_path / "missing.yaml")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "missing.yaml: no such file" in out.stderr and "broken.yaml" not in out.stderr
