@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mixerhub.attributes.types import TEXT_TYPES, Manifest, ValueType
+from mixerhub.attributes.types import TEXT_TYPES, Manifest, ValueType, type_of_value
 from mixerhub.errors import AttributeJSONError
 from mixerhub.expr.values import format_rfc3339, parse_go_duration, parse_ip, parse_rfc3339
 from mixerhub.templates.instance import Instance
@@ -128,16 +128,12 @@ def _from_json(name: str, value: Any, declared: ValueType | None) -> Any:
 
 
 def _inferred_type(name: str, value: Any) -> ValueType:
-    if isinstance(value, bool):
-        return ValueType.BOOL
-    if isinstance(value, str):
-        return ValueType.STRING
-    if isinstance(value, int):
-        return ValueType.INT64
-    if isinstance(value, float):
-        return ValueType.DOUBLE
-    if isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values()):
-        return ValueType.STRING_MAP
+    """A JSON value's natural type (the bag's own rule), when the manifest does not say."""
+    if not isinstance(value, Mapping) or all(isinstance(v, str) for v in value.values()):
+        try:
+            return type_of_value(dict(value) if isinstance(value, Mapping) else value)
+        except TypeError:
+            pass
     raise AttributeJSONError(
         f"attribute {name!r}: not in the attribute manifest, and a JSON {_json_kind(value)} "
         "does not say its type (use a string, number, boolean or object of strings)")
