@@ -91,7 +91,7 @@ class PolicyEngine:
         if self.shadow_rules:
             await self._shadow(bag.values)
         grants = await self._quotas(bag.values, quotas, dedup_id) if quotas else {}
-        return CheckOutcome(_with_quotas(verdict, grants, quotas), grants)
+        return CheckOutcome(_with_quotas(verdict, grants), grants)
 
     async def _decide(self, bag: AttributeBag) -> tuple[Verdict, bool]:
         combined = _Combined()
@@ -354,13 +354,12 @@ def _unavailable(rule: RuleConfig, message: str) -> CheckResult:
     return CheckResult(UNAVAILABLE, f"rule {rule.name}: {message}", _ZERO, 0)
 
 
-def _with_quotas(verdict: Verdict, grants: Mapping[str, QuotaGrant],
-                 quotas: Mapping[str, QuotaRequest]) -> Verdict:
+def _with_quotas(verdict: Verdict, grants: Mapping[str, QuotaGrant]) -> Verdict:
     """An exhausted or failed quota denies the request when the precondition allowed it;
     such a verdict must not be reused (lifetime zero)."""
     if not verdict.ok:
         return verdict
-    for name, grant in grants.items():
+    for grant in grants.values():
         if grant.code != 0:
             return dataclasses.replace(verdict, code=grant.code, message=grant.message,
                                        valid_duration=_ZERO, valid_use_count=0,
