@@ -74,6 +74,31 @@ def _eval(args: argparse.Namespace) -> int:
     return eval_one(args.expression, args.attributes, args.manifest)
 
 
+def _test(args: argparse.Namespace) -> int:
+    from mixerhub.logs import configure
+    from mixerhub.plugins import load_plugins
+    from mixerhub.policytest import (failure_blocks, find_test_files, progress, run_file,
+                                     summary, write_junit)
+
+    files = find_test_files(args.paths)
+    if not files:
+        print(f"mixerhub test: no *_test.yaml under {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    configure("warning")
+    plugins = load_plugins()
+    results = []
+    for path in files:
+        results.append(run_file(path, plugins, args.default_namespace))
+        print(progress(results[-1]), flush=True)
+    for block in failure_blocks(results):
+        print(f"\n{block}")
+    line, _, failed, errors = summary(results)
+    if args.junit:
+        write_junit(results, args.junit)
+    print(f"\n{line}")
+    return 1 if failed or errors else 0
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"mixerhub {__version__}")
     return 0
@@ -108,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cases", metavar="FILE", help="a case file (cexl_conformance.yaml format)")
     ev.add_argument("--verbose", action="store_true", help="show each failure")
     ev.set_defaults(func=_eval)
+    test = sub.add_parser("test", help="run policy unit tests (*_test.yaml); exit 1 on any failure")
+    test.add_argument("paths", nargs="+", metavar="PATH", help="test files or folders")
+    test.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    _namespace_option(test)
+    test.set_defaults(func=_test)
     adapters = sub.add_parser("adapters", help="list the adapters plugins provide")
     adapters.set_defaults(func=_adapters)
     version = sub.add_parser("version", help="print the version")

@@ -12,63 +12,13 @@ import yaml
 from mixerhub.app import Hub, Settings
 from mixerhub.attributes.types import default_manifest
 from mixerhub.jsonform import values_from_json
+from mixerhub.policytest import compare  # the same comparison `mixerhub test` makes
 from mixerhub.proxy_filter.mixer_client import MixerClient
 from mixerhub.verdict import QuotaRequest
 from tests.conftest import scrape
 
 CASES = Path(__file__).parent / "cases"
 FILES = sorted(CASES.rglob("*.yaml"))
-CODES = {"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
-         "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
-         "FAILED_PRECONDITION": 9, "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12,
-         "INTERNAL": 13, "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16}
-
-
-def code(value: Any) -> int:
-    return CODES[value] if isinstance(value, str) else int(value)
-
-
-def seconds(text: Any) -> float:
-    text = str(text)
-    if text.endswith("ms"):
-        return float(text[:-2]) / 1000
-    return float(text.rstrip("s"))
-
-
-def compare_check(result: Any, want: dict[str, Any]) -> list[str]:
-    v, problems = result.verdict, []
-    if "code" in want and v.code != code(want["code"]):
-        problems.append(f"code {v.code} ({v.message!r}), want {want['code']}")
-    if "message" in want and want["message"] not in v.message:
-        problems.append(f"message {v.message!r} lacks {want['message']!r}")
-    if "valid_duration" in want and abs(v.valid_duration.total_seconds()
-                                        - seconds(want["valid_duration"])) > 0.5:
-        problems.append(f"valid_duration {v.valid_duration}, want {want['valid_duration']}")
-    if "valid_use_count" in want and v.valid_use_count != want["valid_use_count"]:
-        problems.append(f"valid_use_count {v.valid_use_count}, want {want['valid_use_count']}")
-    if "referenced" in want:
-        got = sorted(r.notation() for r in v.references)
-        if got != sorted(want["referenced"]):
-            problems.append(f"referenced {got}, want {sorted(want['referenced'])}")
-    for field in ("request_header_ops", "response_header_ops"):
-        if field in want:
-            got_ops = [{"name": o.name, "value": o.value, "operation": o.operation.name}
-                       for o in getattr(v, field)]
-            want_ops = [{"operation": "REPLACE", **o} for o in want[field]]
-            if got_ops != want_ops:
-                problems.append(f"{field} {got_ops}, want {want_ops}")
-    for name, q in (want.get("quotas") or {}).items():
-        grant = result.quotas.get(name)
-        if grant is None:
-            problems.append(f"no quota result for {name}")
-            continue
-        if "granted" in q and grant.granted_amount != q["granted"]:
-            problems.append(f"quota {name} granted {grant.granted_amount}, want {q['granted']}")
-        if "code" in q and grant.code != code(q["code"]):
-            problems.append(f"quota {name} code {grant.code}, want {q['code']}")
-    return problems
-
-
 async def run_case(client: MixerClient, hub: Hub, case: dict[str, Any], tmp: Path) -> list[str]:
     manifest = default_manifest()
     if "report" in case:
@@ -79,7 +29,7 @@ async def run_case(client: MixerClient, hub: Hub, case: dict[str, Any], tmp: Pat
     quotas = {n: QuotaRequest(q.get("amount", 1), q.get("best_effort", False))
               for n, q in (case.get("quotas") or {}).items()}
     result = await client.check(attrs, quotas, case.get("dedup_id", ""))
-    return compare_check(result, case.get("want") or {}) + await check_outputs(hub, case, tmp)
+    return compare(result, case.get("want") or {}) + await check_outputs(hub, case, tmp)
 
 
 async def check_outputs(hub: Hub, case: dict[str, Any], tmp: Path) -> list[str]:

@@ -62,9 +62,10 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
+            # *_test.yaml files are `mixerhub test` cases (docs/testing-policies.md), not config
             out.extend(sorted(p for p in path.iterdir()
                               if p.suffix in (".yaml", ".yml") and p.is_file()
-                              and not p.name.startswith(".")))
+                              and not p.name.startswith(".") and not p.name.endswith("_test.yaml")))
         elif path.is_file():
             out.append(path)
         else:
