@@ -288,25 +288,19 @@ def decode_value(wrapped: Mapping[str, Any]) -> Any:
     return decoder(payload)
 
 
-def _duration(text: str) -> dt.timedelta:
-    value = parse_go_duration(text)
-    if value is None:
-        raise ValueError(f"bad duration {text!r}")
-    return value
+def _strict(parse: Any, what: str) -> Any:
+    """A case-file decoder from a parser that returns None on bad text."""
+    def decode(text: str) -> Any:
+        value = parse(text)
+        if value is None:
+            raise ValueError(f"bad {what} {text!r}")
+        return value
+    return decode
 
 
-def _timestamp(text: str) -> dt.datetime:
-    value = parse_rfc3339(text)
-    if value is None:
-        raise ValueError(f"bad timestamp {text!r}")
-    return value
-
-
-def _ip(text: str) -> object:
-    value = parse_ip(text)
-    if value is None:
-        raise ValueError(f"bad IP address {text!r}")
-    return value
+_duration = _strict(parse_go_duration, "duration")
+_timestamp = _strict(parse_rfc3339, "timestamp")
+_ip = _strict(parse_ip, "IP address")
 
 
 _DECODERS: dict[str, Any] = {
