@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test install protos bench
+.PHONY: run test install services protos bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ install: $(BIN)/python
 run: install
 	$(BIN)/mixerhub serve --config examples/quickstart
 
-test: install
+# Real backends for the tests (tests/services/provision_*.sh: Redis, Kafka, OPA …).
+services:
+	@for script in tests/services/provision_*.sh; do \
+		[ -e "$$script" ] || continue; \
+		echo "provisioning $$(basename $$script .sh | sed 's/provision_//')"; \
+		bash "$$script" || exit 1; \
+	done
+
+test: install services
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

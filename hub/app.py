@@ -55,10 +55,19 @@ class Hub:
         self.config = ConfigManager(settings.config, self.plugins, self.metrics, self._use,
                                     settings.default_namespace, settings.cache_size)
         self.mixer = MixerService(lambda: self.policy, self.metrics, get_logger("mixerhub.mixer"))
-        self.grpc = GrpcServer(settings.grpc, [self.mixer.handler()], DEFAULT_SERVICES)
+        self.grpc = GrpcServer(settings.grpc, self._grpc_handlers(), DEFAULT_SERVICES)
         host, port = split_hostport(settings.http)
         self.http = HttpServer(build_app(self.metrics, self.ready, self.debug_config,
-                                         self.plugins.describe), host, port)
+                                         self.plugins.describe, self._http_routes()),
+                               host, port)
+
+    def _grpc_handlers(self) -> list[Any]:
+        """Every gRPC service the hub's port serves besides health and reflection."""
+        return [self.mixer.handler()]
+
+    def _http_routes(self) -> list[Any]:
+        """Installers of the HTTP port's API routes (each takes the aiohttp app)."""
+        return []
 
     def _use(self, policy: Policy) -> None:
         self.policy = policy

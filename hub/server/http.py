@@ -1,8 +1,9 @@
-"""The HTTP (admin) port: /metrics, /healthz, /readyz, /debug/config, /debug/plugins."""
+"""The HTTP port: /metrics, /healthz, /readyz, /debug/config, /debug/plugins, and the
+routes other parts install (``/v1/check``, ``/v1/quotaspecs``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +14,10 @@ from mixerhub.metrics import Metrics
 
 def build_app(metrics: Metrics, ready: Callable[[], bool],
               config: Callable[[], dict[str, Any]] | None = None,
-              plugins: Callable[[], list[dict[str, Any]]] | None = None) -> web.Application:
+              plugins: Callable[[], list[dict[str, Any]]] | None = None,
+              routes: Sequence[Callable[[web.Application], None]] = ()) -> web.Application:
+    """The admin app; each of ``routes`` adds its own endpoints (``/v1/check`` …)."""
+
     async def metrics_page(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -38,6 +42,8 @@ def build_app(metrics: Metrics, ready: Callable[[], bool],
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/config", debug_config)
     app.router.add_get("/debug/plugins", debug_plugins)
+    for install in routes:
+        install(app)
     return app
 
 
