@@ -34,7 +34,15 @@ test: install services
 protos: install
 	$(BIN)/python -m mixerhub.api.protogen
 
-bench: install
+bench: install services
 	$(BIN)/python bench/expr_evals.py
 	$(BIN)/python bench/check_inprocess.py
 	$(BIN)/python bench/check_rps.py
+	$(BIN)/python bench/quota_redis.py
+	$(BIN)/python bench/opa_eval.py
+	$(BIN)/python bench/kafka_records.py
+	$(BIN)/python bench/diff_replay.py
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian)"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; else sudo apt-get install -y -q wrk; fi; }
+	$(BIN)/python bench/envoy_filters.py
+	$(BIN)/python bench/proxy.py

@@ -163,6 +163,17 @@ class RollingWindow:
                 self._slots[slot] = 0
         self._newest = index
 
+    def reset_after(self, now: float) -> float:
+        """Seconds until the oldest grant still counted leaves the window (0: none held)."""
+        if not self.used or self._newest is None:
+            return 0.0
+        size = len(self._slots)
+        for age in range(size - 1, -1, -1):  # oldest slot first
+            index = self._newest - age
+            if self._slots[index % size]:
+                return max((index + size) * self._width - now, 0.0)
+        return 0.0
+
     def take(self, amount: int) -> None:
         """Record a grant in the current slot (call ``roll`` first)."""
         assert self._newest is not None, "roll() before take()"
@@ -224,12 +235,11 @@ class MemQuotaAdapter(BaseAdapter):
             return QuotaResult(granted=0, valid_duration=limit.window)
         key: Key = (instance.name, tuple(sorted(dimensions.items())))
         if limit.window:
-            granted = self._take_from_window(key, limit, args, now)
-        else:
-            granted = self._take_from_counter(key, limit, args)
-        return QuotaResult(granted=granted, valid_duration=limit.window)
+            return self._take_from_window(key, limit, args, now)
+        return self._take_from_counter(key, limit, args)
 
-    def _take_from_window(self, key: Key, limit: Limit, args: QuotaArgs, now: float) -> int:
+    def _take_from_window(self, key: Key, limit: Limit, args: QuotaArgs, now: float
+                          ) -> QuotaResult:
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = RollingWindow(limit.window)
@@ -239,14 +249,18 @@ class MemQuotaAdapter(BaseAdapter):
         granted = grant_size(limit.max_amount - window.used, args)
         if granted:
             window.take(granted)
-        return granted
+        reset = dt.timedelta(seconds=window.reset_after(now))
+        return QuotaResult(granted, limit.window, limit.max_amount,
+                           max(limit.max_amount - window.used, 0), reset)
 
-    def _take_from_counter(self, key: Key, limit: Limit, args: QuotaArgs) -> int:
+    def _take_from_counter(self, key: Key, limit: Limit, args: QuotaArgs) -> QuotaResult:
         used = self._counters.get(key, 0)
         granted = grant_size(limit.max_amount - used, args)
         if granted:
-            self._counters[key] = used + granted
-        return granted
+            self._counters[key] = used = used + granted
+        # A counter never refills: no reset time.
+        return QuotaResult(granted, limit.window, limit.max_amount,
+                           max(limit.max_amount - used, 0))
 
     def _expire(self, now: float) -> None:
         """Forget dedup ids older than minDeduplicationDuration and windows that hold

@@ -84,8 +84,16 @@ class QuotaArgs:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class QuotaResult:
+    """An allocation's outcome. Adapters that know their limit also say ``limit`` (the
+    maximum amount of the window), ``remaining`` (what is left after this grant) and
+    ``reset`` (time until more becomes available); callers use them for rate-limit
+    headers and Envoy's rate-limit replies."""
+
     granted: int
     valid_duration: dt.timedelta = dt.timedelta(0)
+    limit: int | None = None
+    remaining: int | None = None
+    reset: dt.timedelta | None = None
 
 
 class BackendError(Exception):

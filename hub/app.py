@@ -5,18 +5,34 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mixerhub import __version__
+from mixerhub.attributes.types import Manifest, default_manifest
 from mixerhub.config.loader import DEFAULT_NAMESPACE
 from mixerhub.config.manager import ConfigManager
+from mixerhub.decisions import recorder_from_settings
+from mixerhub.envoy.accesslog import SERVICE_NAME as ACCESSLOG
+from mixerhub.envoy.accesslog import AccessLogService
+from mixerhub.envoy.authz import SERVICE_NAME as AUTHZ
+from mixerhub.envoy.authz import AuthorizationService
+from mixerhub.envoy.ratelimit import SERVICE_NAME as RATELIMIT
+from mixerhub.envoy.ratelimit import RateLimitService
 from mixerhub.logs import get_logger
 from mixerhub.metrics import Metrics
 from mixerhub.plugins import Plugins, load_plugins
 from mixerhub.policy import AllowAll, Policy
+from mixerhub.ratelimit.config import Domain
+from mixerhub.ratelimit.limiter import Limiter, counters_for
 from mixerhub.server.grpc_server import DEFAULT_SERVICES, GrpcServer
-from mixerhub.server.http import HttpServer, build_app
+from mixerhub.server.http import HttpServer, build_app, debug_allowed
+from mixerhub.server.identity import PrincipalInterceptor, PrincipalPolicy, principal_middleware
+from mixerhub.server.shedding import ReportGate, Shedder
+from mixerhub.tls import RELOAD_INTERVAL, TlsMaterial, files_from
+from mixerhub.server.checkapi import CheckApi
 from mixerhub.server.mixer import MixerService
+from mixerhub.server.quotaspecs import quotaspec_routes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +45,25 @@ class Settings:
     default_namespace: str = DEFAULT_NAMESPACE
     watch: bool = True  # reload on file changes
     cache_size: int = 10_000  # hub decision cache entries (0 = off)
+    ratelimit_backend: str = "memory"  # descriptor-YAML counters: memory or redis://…
+    # Recorded checks (docs/decisions.md): a rotating JSON-lines file and/or a Kafka topic.
+    record_checks: str = ""  # the file ("" = not recorded to a file)
+    record_max_bytes: int = 100 << 20  # rotate before the file grows past this
+    record_backups: int = 5  # rotated files kept
+    record_kafka: str = ""  # brokers HOST:PORT[,HOST:PORT] ("" = not recorded to Kafka)
+    record_kafka_topic: str = "mixerhub.decisions"
+    record_kafka_spool: str = ""  # spool folder for that topic ("" = memory only)
+    # TLS on the gRPC port and the HTTP API; a client CA makes it mutual (docs/operations.md).
+    tls_cert: str = ""  # PEM certificate chain ("" = plaintext)
+    tls_key: str = ""  # PEM private key
+    tls_client_ca: str = ""  # PEM CA bundle clients' certificates must chain to
+    tls_reload_interval: float = RELOAD_INTERVAL  # seconds between checks for new files
+    admin: str = ""  # plain-HTTP HOST:PORT for /healthz, /readyz, /metrics ("" = none)
+    debug_public: bool = False  # /debug/* also on listeners not bound to loopback
+    # Overload (docs/operations.md): checks are shed past these bounds, reports wait.
+    max_inflight_checks: int = 0  # checks answered at once (0 = no bound)
+    shed_latency_ms: float = 0.0  # queue latency past which checks are shed (0 = none)
+    max_inflight_reports: int = 1024  # report messages dispatched at once (0 = no bound)
 
 
 def split_hostport(address: str) -> tuple[str, int]:
@@ -52,25 +87,67 @@ class Hub:
         self._ready = False
         self._stop_watch = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.decisions = recorder_from_settings(settings, self.metrics)
         self.config = ConfigManager(settings.config, self.plugins, self.metrics, self._use,
                                     settings.default_namespace, settings.cache_size)
-        self.mixer = MixerService(lambda: self.policy, self.metrics, get_logger("mixerhub.mixer"))
-        self.grpc = GrpcServer(settings.grpc, self._grpc_handlers(), DEFAULT_SERVICES)
-        host, port = split_hostport(settings.http)
-        self.http = HttpServer(build_app(self.metrics, self.ready, self.debug_config,
-                                         self.plugins.describe, self._http_routes()),
-                               host, port)
+        files = files_from(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        self.tls = TlsMaterial(files, self.metrics, get_logger("mixerhub.tls")) if files else None
+        mutual = self.tls is not None and self.tls.mutual
+        stamped = PrincipalPolicy(lambda: self.policy)
+        current: Callable[[], Policy] = (lambda: stamped) if mutual else (lambda: self.policy)
+        self.shedder = Shedder(self.metrics, settings.max_inflight_checks,
+                               settings.shed_latency_ms / 1000)
+        reports = ReportGate(self.metrics, settings.max_inflight_reports)
+        self.mixer = MixerService(current, self.metrics, get_logger("mixerhub.mixer"),
+                                  shedder=self.shedder, reports=reports)
+        self.authz = AuthorizationService(current, self.manifest, self.metrics,
+                                          get_logger("mixerhub.envoy"), self.shedder)
+        self.accesslog = AccessLogService(current, self.metrics,
+                                          get_logger("mixerhub.envoy"), reports)
+        self.check_api = CheckApi(current, self.manifest, self.metrics,
+                                  get_logger("mixerhub.http"), self.shedder)
+        self.ratelimit = RateLimitService(
+            current, self._ratelimit_domains,
+            Limiter(counters_for(settings.ratelimit_backend)), self.metrics,
+            get_logger("mixerhub.envoy"), self.shedder)
+        self.grpc = GrpcServer(settings.grpc, self._grpc_handlers(),
+                               (*DEFAULT_SERVICES, AUTHZ, ACCESSLOG, RATELIMIT),
+                               self.tls.grpc_credentials() if self.tls else None,
+                               (PrincipalInterceptor(),) if mutual else ())
+        self.http = self._http_server(settings.http, self._http_routes(), mutual)
+        self.admin = self._http_server(settings.admin, (), False) if settings.admin else None
+
+    def _http_server(self, address: str, routes: Sequence[Any], mutual: bool) -> HttpServer:
+        """The HTTP API (TLS when configured) or, without routes, the plain admin port."""
+        host, port = split_hostport(address)
+        tls = self.tls.ssl_context() if self.tls is not None and routes else None
+        app = build_app(self.metrics, self.ready, self.debug_config, self.plugins.describe,
+                        routes, debug=debug_allowed(host, self.settings.debug_public),
+                        middlewares=[principal_middleware] if mutual else [])
+        return HttpServer(app, host, port, tls)
 
     def _grpc_handlers(self) -> list[Any]:
         """Every gRPC service the hub's port serves besides health and reflection."""
-        return [self.mixer.handler()]
+        return [self.mixer.handler(), self.authz.handler(), self.accesslog.handler(),
+                self.ratelimit.handler()]
+
+    def _ratelimit_domains(self) -> Mapping[str, Domain]:
+        snapshot = self.config.snapshot
+        return snapshot.config.ratelimit_domains if snapshot is not None else {}
 
     def _http_routes(self) -> list[Any]:
         """Installers of the HTTP port's API routes (each takes the aiohttp app)."""
-        return []
+        return [self.check_api.install, quotaspec_routes(lambda: self.config.snapshot)]
 
     def _use(self, policy: Policy) -> None:
+        if hasattr(policy, "decisions"):  # a PolicyEngine records into the hub's recorder
+            policy.decisions = self.decisions
         self.policy = policy
+
+    def manifest(self) -> Manifest:
+        """The attribute manifest of the running config (Istio's default without one)."""
+        snapshot = self.config.snapshot
+        return snapshot.config.manifest if snapshot is not None else default_manifest()
 
     def ready(self) -> bool:
         return self._ready
@@ -88,19 +165,39 @@ class Hub:
                 self._tasks.append(asyncio.create_task(self.config.watch(self._stop_watch)))
         else:
             self.log.warning("no config given: no rules, every check is allowed")
+        if self.decisions is not None:
+            await self.decisions.start()
         await self.grpc.start()
         try:
             await self.http.start()
+            if self.admin is not None:
+                await self.admin.start()
         except BaseException:
+            await self.http.stop()
             await self.grpc.stop(grace=0)
             await self.config.close()
+            if self.decisions is not None:
+                await self.decisions.stop()
             raise
+        self._start_monitors()
         self._ready = True
         self.metrics.up.set(1)
         self.log.info("serving", version=__version__, grpc_port=self.grpc.port,
-                      http_port=self.http.port)
+                      http_port=self.http.port,
+                      admin_port=self.admin.port if self.admin is not None else None,
+                      tls="off" if self.tls is None else "mutual" if self.tls.mutual else "on")
+
+    def _start_monitors(self) -> None:
+        """Background loops: TLS file reloads, the queue-latency sampler of shedding."""
+        if self.tls is not None:
+            self._tasks.append(asyncio.create_task(
+                self.tls.watch(self._stop_watch, self.settings.tls_reload_interval)))
+        if self.shedder.max_queue_latency > 0:
+            self._tasks.append(asyncio.create_task(self.shedder.measure_lag(self._stop_watch)))
 
     async def reload(self, reason: str = "request") -> bool:
+        if self.tls is not None:  # SIGHUP also picks up new certificates at once
+            self.tls.refresh()
         if not self.settings.config:
             return False
         return await self.config.reload(reason)
@@ -110,11 +207,16 @@ class Hub:
         self.metrics.up.set(0)
         self._stop_watch.set()
         await self.grpc.stop()
+        if self.decisions is not None:  # no check arrives any more: write what is queued
+            await self.decisions.stop()
         await self.http.stop()
+        if self.admin is not None:
+            await self.admin.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.config.close()
+        await self.ratelimit.close()
         self.log.info("stopped")
 
 

@@ -79,7 +79,7 @@ class DecisionCache:
             return Verdict(v.code, v.message, dt.timedelta(seconds=entry.expires - now),
                            entry.uses_left + 1, v.references, v.request_header_ops,
                            v.response_header_ops, v.direct_response_code,
-                           v.direct_response_body)
+                           v.direct_response_body, v.rules)
         return None
 
     def store(self, verdict: Verdict, values: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ from mixerhub.cache import DecisionCache
 from mixerhub.config.loader import ActionConfig, RuleConfig
 from mixerhub.config.snapshot import Snapshot
 from mixerhub.metrics import Metrics
+from mixerhub.quotaspec import QuotaSpecIndex
 from mixerhub.templates.model import Variety
 from mixerhub.verdict import (DEFAULT_VALID_DURATION, DEFAULT_VALID_USE_COUNT, CheckOutcome,
                               HeaderOp, HeaderOperation, QuotaGrant, QuotaRequest, Verdict)
@@ -40,6 +41,7 @@ class _Combined:
     uses: int | None = None
     failed: bool = False  # an adapter failed (transient): never cache the verdict
     calls: int = 0  # adapter calls made: a verdict that made none is cheaper to recompute
+    rules: list[str] = dataclasses.field(default_factory=list)  # rules that applied
 
     def add(self, result: CheckResult) -> None:
         if self.code == 0 and result.code != 0:
@@ -73,7 +75,14 @@ class PolicyEngine:
         self.report_rules = _rules(snapshot, Variety.REPORT, shadow=False)
         self.quota_index = _quota_index(snapshot)
         self.scoped = any(r.namespace != self.default_ns for r in snapshot.config.rules)
+        # QuotaSpecs say what callers that name no quotas are charged (DESIGN §5).
+        self.quota_specs = QuotaSpecIndex(snapshot.config)
         self._inflight: dict[Any, asyncio.Future[CheckResult]] = {}
+        # A DecisionRecorder (hub/decisions.py) when the hub records checks; set by the hub.
+        self.decisions: Any = None
+        # Report adapters that also want the bag (kafka: record key, reporter).
+        self._binders = {name: a.bind for name, a in snapshot.adapters.items()
+                         if callable(getattr(a, "bind", None))}
 
     # -- check -------------------------------------------------------------------------
 
@@ -90,8 +99,13 @@ class PolicyEngine:
                 self.cache.store(verdict, bag.values)
         if self.shadow_rules:
             await self._shadow(bag.values)
-        grants = await self._quotas(bag.values, quotas, dedup_id) if quotas else {}
-        return CheckOutcome(_with_quotas(verdict, grants), grants)
+        # Mixer allocates quotas only for a request the preconditions let through.
+        grants = await self._quotas(bag.values, quotas, dedup_id) if quotas and verdict.ok \
+            else {}
+        outcome = CheckOutcome(_with_quotas(verdict, grants), grants)
+        if self.decisions is not None:  # queues the event; never waits on a sink
+            self.decisions.record(bag.values, outcome, self.snapshot.version)
+        return outcome
 
     async def _decide(self, bag: AttributeBag) -> tuple[Verdict, bool]:
         combined = _Combined()
@@ -103,6 +117,7 @@ class PolicyEngine:
                 break
             if not self._applies(rule, bag, identity, combined):
                 continue
+            combined.rules.append(rule.name)
             for action in rule.actions:
                 await self._run_check_action(rule, action, bag, combined)
             request_ops += self._header_ops(rule, rule.request_ops, bag)
@@ -110,7 +125,8 @@ class PolicyEngine:
         if combined.code != 0:
             request_ops, response_ops = [], []
         verdict = Verdict(combined.code, combined.message, *combined.lifetime(),
-                          tuple(bag.references()), tuple(request_ops), tuple(response_ops))
+                          tuple(bag.references()), tuple(request_ops), tuple(response_ops),
+                          rules=tuple(combined.rules))
         # Measured (bench/check_inprocess.py): a cache lookup costs more than evaluating a
         # few matches, so only verdicts that called an adapter are worth storing.
         return verdict, not combined.failed and combined.calls > 0
@@ -240,6 +256,26 @@ class PolicyEngine:
         return {name: await self._quota(values, name, q, dedup_id and dedup_id + name)
                 for name, q in quotas.items()}
 
+    async def allocate(self, bag: AttributeBag, quotas: Mapping[str, QuotaRequest],
+                       dedup_id: str) -> dict[str, QuotaGrant]:
+        """See :meth:`mixerhub.policy.Policy.allocate`."""
+        return await self._quotas(bag.values, quotas, dedup_id)
+
+    def default_quotas(self, bag: AttributeBag) -> dict[str, QuotaRequest]:
+        """See :meth:`mixerhub.policy.Policy.default_quotas`."""
+        if self.quota_specs.bound:
+            return self.quota_specs.requests_for(bag)
+        identity = self._identity(bag)
+        wanted: dict[str, QuotaRequest] = {}
+        for name, entries in self.quota_index.items():
+            for rule, _action, conf in entries:
+                probe = _Combined()
+                if not rule.shadow and (self._applies(rule, bag, identity, probe)
+                                        or probe.code):
+                    wanted[conf.short] = QuotaRequest(1)
+                    break
+        return wanted
+
     async def _quota(self, values: Mapping[str, Any], name: str, request: QuotaRequest,
                      dedup_id: str) -> QuotaGrant:
         bag = AttributeBag(values)
@@ -289,7 +325,8 @@ class PolicyEngine:
         return QuotaGrant(result.granted, result.valid_duration,
                           RESOURCE_EXHAUSTED if exhausted else 0,
                           f"quota is exhausted for: {conf.short}" if exhausted else "",
-                          tuple(bag.references()))
+                          tuple(bag.references()), result.limit, result.remaining,
+                          result.reset)
 
     def _quota_error(self, rule: RuleConfig, bag: AttributeBag, message: str) -> QuotaGrant:
         self.metrics.quota_requests.labels("error").inc()
@@ -320,9 +357,17 @@ class PolicyEngine:
                 if conf.template.variety is not Variety.REPORT:
                     continue
                 try:
-                    batches.setdefault(action.handler.name, []).append(conf.build(bag))
+                    batches.setdefault(action.handler.name, []).append(
+                        self._bind(action.handler.name, conf.build(bag), bag))
                 except Exception as exc:  # noqa: BLE001 - skipped and counted
                     self._evaluation_failure(rule, f"instance {conf.name}", exc, None)
+
+
+    def _bind(self, handler: str, instance: Any, bag: AttributeBag) -> Any:
+        """What a report adapter receives: the instance, or what the adapter's optional
+        ``bind(instance, bag)`` makes of it (for adapters that need attributes too)."""
+        bind = self._binders.get(handler)
+        return instance if bind is None else bind(instance, bag)
 
 
 def _rules(snapshot: Snapshot, variety: Variety, shadow: bool | None

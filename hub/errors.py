@@ -34,3 +34,11 @@ class AttributeJSONError(MixerhubError):
 
     code = "attribute_json_error"
     grpc_status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class BackendUnavailable(MixerhubError):
+    """A backend the answer depends on (Redis, a quota adapter) failed; the caller's own
+    failure mode decides (Envoy's rate-limit filter: ``failure_mode_deny``)."""
+
+    code = "backend_unavailable"
+    grpc_status = grpc.StatusCode.UNAVAILABLE

@@ -24,7 +24,8 @@ from mixerhub.errors import AttributeJSONError
 from mixerhub.expr.values import format_rfc3339, parse_go_duration, parse_ip, parse_rfc3339
 from mixerhub.templates.instance import Instance
 
-__all__ = ["format_duration", "parse_duration", "to_json", "values_from_json", "values_to_json"]
+__all__ = ["format_duration", "parse_duration", "to_json", "values_from_json", "values_to_json",
+           "verdict_to_json"]
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # protobuf's JSON form: signed seconds, up to nine fraction digits, then "s".
@@ -239,3 +240,42 @@ def _preview(value: Any) -> str:
 
 def _reason(exc: Exception) -> str:
     return f": {exc}" if str(exc) else ""
+
+
+# ---- verdicts ----------------------------------------------------------------------------
+
+def verdict_to_json(outcome: Any) -> dict[str, Any]:
+    """A :class:`~mixerhub.verdict.CheckOutcome` in the JSON form (``docs/json.md``)."""
+    from mixerhub.verdict import http_status
+
+    v = outcome.verdict
+    out: dict[str, Any] = {
+        "status": {"code": v.code, "message": v.message},
+        "http_status": v.direct_response_code or http_status(v.code),
+        "valid_duration": format_duration(v.valid_duration),
+        "valid_use_count": v.valid_use_count,
+        "referenced": sorted({r.notation() for r in v.references}),
+        "request_header_operations": [_header_op(op) for op in v.request_header_ops],
+        "response_header_operations": [_header_op(op) for op in v.response_header_ops],
+    }
+    if v.direct_response_body:
+        out["body"] = v.direct_response_body
+    if outcome.quotas:
+        out["quotas"] = {name: _grant(g) for name, g in outcome.quotas.items()}
+    return out
+
+
+def _header_op(op: Any) -> dict[str, str]:
+    return {"name": op.name, "value": op.value, "operation": op.operation.name}
+
+
+def _grant(grant: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"granted_amount": grant.granted_amount,
+                           "valid_duration": format_duration(grant.valid_duration),
+                           "status": {"code": grant.code, "message": grant.message}}
+    for name in ("limit", "remaining"):
+        if getattr(grant, name) is not None:
+            out[name] = getattr(grant, name)
+    if grant.reset is not None:
+        out["reset"] = format_duration(grant.reset)
+    return out

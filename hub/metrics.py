@@ -6,6 +6,8 @@ several hubs in one process do not collide. Adapters receive the same registry.
 
 from __future__ import annotations
 
+import weakref
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (
@@ -43,7 +45,33 @@ class Metrics:
                                      ["handler", "result"], registry=r)
         self.kafka_buffered = Gauge("mixerhub_kafka_buffered_records", "Kafka records waiting.",
                                     ["handler"], registry=r)
+        self.kafka_spool_bytes = Gauge("mixerhub_kafka_spool_bytes",
+                                       "Bytes of Kafka records in the on-disk spool.",
+                                       ["handler"], registry=r)
+        self.decision_events = Counter("mixerhub_decision_events",
+                                       "Check decisions recorded, by sink and result "
+                                       "(written, dropped, failed).", ["sink", "result"],
+                                       registry=r)
         self.shed = Counter("mixerhub_shed", "Checks refused by load shedding.", registry=r)
+        self.inflight_checks = Gauge("mixerhub_inflight_checks",
+                                     "Checks being answered now (load shedding bounds them).",
+                                     registry=r)
+        self.queue_latency = Gauge("mixerhub_queue_latency_seconds",
+                                   "Event-loop lag last measured: how long ready work waits "
+                                   "(load shedding compares it with its threshold).",
+                                   registry=r)
+        self.inflight_reports = Gauge("mixerhub_inflight_reports",
+                                      "Report and access-log messages being dispatched now.",
+                                      registry=r)
+        self.waiting_reports = Gauge("mixerhub_waiting_reports",
+                                     "Report and access-log messages waiting for a dispatch "
+                                     "slot (backpressure).", registry=r)
+        self.tls_reloads = Counter("mixerhub_tls_reloads",
+                                   "Reloads of changed TLS files, by result (ok, error).",
+                                   ["result"], registry=r)
+        self.tls_cert_expiry = Gauge("mixerhub_tls_cert_expiry_timestamp_seconds",
+                                     "When the serving certificate expires (Unix time).",
+                                     registry=r)
         self.bad_requests = Counter("mixerhub_bad_requests",
                                     "Requests rejected as malformed (INVALID_ARGUMENT).",
                                     ["service", "method"], registry=r)
@@ -51,3 +79,18 @@ class Metrics:
                                       "Denials by shadow rules (logged, not enforced).",
                                       ["rule"], registry=r)
         self.up = Gauge("mixerhub_ready", "1 once config is loaded and gRPC serves.", registry=r)
+        _BY_REGISTRY[r] = weakref.ref(self)
+
+
+# Adapters are handed the registry only; metrics_for finds the hub's collectors on it.
+# Weak both ways: a Metrics holds its registry, so a strong value would keep both alive.
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, weakref.ref[Metrics]] = (
+    weakref.WeakKeyDictionary())
+
+
+def metrics_for(registry: CollectorRegistry) -> Metrics:
+    """The :class:`Metrics` of the hub that owns ``registry`` (made on the spot for a
+    registry no hub owns, as in an adapter's unit test)."""
+    ref = _BY_REGISTRY.get(registry)
+    found = ref() if ref is not None else None
+    return found if found is not None else Metrics(registry)

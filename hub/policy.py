@@ -22,6 +22,18 @@ class Policy(Protocol):
         """Take a batch of report bags; must not block on slow backends."""
         ...
 
+    async def allocate(self, bag: AttributeBag, quotas: Mapping[str, QuotaRequest],
+                       dedup_id: str) -> dict[str, QuotaGrant]:
+        """Allocate quotas alone, without the preconditions (Envoy's rate-limit service)."""
+        ...
+
+    def default_quotas(self, bag: AttributeBag) -> dict[str, QuotaRequest]:
+        """The quotas to charge a caller that names none (Envoy ext_authz, ``/v1/check``
+        without ``quotas``): 1 unit of each quota the QuotaSpecs bound to the destination
+        service name, or, with no QuotaSpec at all, of each quota whose rule matches
+        (DESIGN §5). Lookups are recorded on ``bag``."""
+        ...
+
 
 class AllowAll:
     """The policy of a hub with no rules: every check OK (60 s / 10,000 uses), every
@@ -36,3 +48,10 @@ class AllowAll:
 
     async def report(self, bags: Sequence[AttributeBag]) -> None:
         return None
+
+    async def allocate(self, bag: AttributeBag, quotas: Mapping[str, QuotaRequest],
+                       dedup_id: str) -> dict[str, QuotaGrant]:
+        return {name: QuotaGrant(granted_amount=q.amount) for name, q in quotas.items()}
+
+    def default_quotas(self, bag: AttributeBag) -> dict[str, QuotaRequest]:
+        return {}

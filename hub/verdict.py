@@ -13,6 +13,18 @@ DEFAULT_VALID_DURATION = dt.timedelta(seconds=60)
 DEFAULT_VALID_USE_COUNT = 10_000
 
 
+#: DESIGN §5: the HTTP status a denial with this ``google.rpc.Code`` becomes.
+_HTTP_STATUS = {0: 200, 1: 499, 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 11: 400,
+                14: 503, 16: 401}
+
+
+def http_status(code: int) -> int:
+    """PERMISSION_DENIED 403, UNAUTHENTICATED 401, RESOURCE_EXHAUSTED 429,
+    INVALID_ARGUMENT/FAILED_PRECONDITION/OUT_OF_RANGE 400, NOT_FOUND 404, UNAVAILABLE 503,
+    DEADLINE_EXCEEDED 504, CANCELLED 499 (the client went away), others 500."""
+    return _HTTP_STATUS.get(code, 500)
+
+
 class HeaderOperation(enum.IntEnum):
     """Values as on the wire (``HeaderOperation.Operation``)."""
 
@@ -41,6 +53,7 @@ class Verdict:
     response_header_ops: tuple[HeaderOp, ...] = ()
     direct_response_code: int = 0
     direct_response_body: str = ""
+    rules: tuple[str, ...] = ()  # names of the rules that applied (recorded decisions)
 
     @property
     def ok(self) -> bool:
@@ -57,11 +70,18 @@ class QuotaRequest:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class QuotaGrant:
+    """What one quota allocation gave. ``limit``, ``remaining`` and ``reset`` (time until
+    more is available) are known when the adapter says them; they feed Envoy's rate-limit
+    replies and the ``x-ratelimit-*``/``retry-after`` headers of a 429."""
+
     granted_amount: int
     valid_duration: dt.timedelta = dt.timedelta(0)
     code: int = 0
     message: str = ""
     references: tuple[Reference, ...] = ()
+    limit: int | None = None
+    remaining: int | None = None
+    reset: dt.timedelta | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

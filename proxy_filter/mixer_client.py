@@ -1,9 +1,15 @@
 """A Mixer v1 client: compresses attributes with the global dictionary, calls Check and
-Report, and decodes verdicts. Tests use it; the Python proxy builds its caches on it."""
+Report, and decodes verdicts. The caching client (:mod:`mixerhub.proxy_filter.gate`) builds
+on it; tests use it directly.
+
+A hub whose dictionary is shorter than ours answers INVALID_ARGUMENT asking to resend with
+``global_word_count=N``: the client then encodes with the first N words only, from then on.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -11,11 +17,17 @@ import grpc
 
 from mixerhub.api.mixer.v1 import check_pb2, report_pb2
 from mixerhub.attributes.compression import Encoder, decode_references
+from mixerhub.attributes.dictionary import global_words
 from mixerhub.verdict import HeaderOp, HeaderOperation, QuotaGrant, QuotaRequest, Verdict
 
 CHECK = "/istio.mixer.v1.Mixer/Check"
 REPORT = "/istio.mixer.v1.Mixer/Report"
 Encoding = Literal["independent", "delta"]
+#: Reconnect quickly after a hub restart (gRPC's default backoff grows to 120 s).
+CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 2000))
+_RESEND = re.compile(r"resend with global_word_count=(\d+)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,10 +40,13 @@ class MixerClient:
     """One channel to a hub (or any Mixer v1 server)."""
 
     def __init__(self, target: str, *, timeout: float = 5.0, encoder: Encoder | None = None,
-                 channel: grpc.aio.Channel | None = None) -> None:
-        self.encoder = encoder or Encoder()
+                 channel: grpc.aio.Channel | None = None,
+                 dictionary: Sequence[str] | None = None) -> None:
+        """``dictionary``: the words ``encoder`` (default: one over them) was built on."""
+        self.words = tuple(global_words() if dictionary is None else dictionary)
+        self.encoder = encoder or Encoder(self.words)
         self.timeout = timeout
-        self.channel = channel or grpc.aio.insecure_channel(target)
+        self.channel = channel or grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._check = self.channel.unary_unary(
             CHECK, request_serializer=check_pb2.CheckRequest.SerializeToString,
             response_deserializer=check_pb2.CheckResponse.FromString)
@@ -41,7 +56,20 @@ class MixerClient:
 
     async def check(self, attributes: Mapping[str, Any],
                     quotas: Mapping[str, QuotaRequest] | None = None,
-                    dedup_id: str = "") -> CheckResult:
+                    dedup_id: str = "", timeout: float | None = None) -> CheckResult:
+        request = self._check_request(attributes, quotas, dedup_id)
+        try:
+            response = await self._check(request, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            if not self._fell_back(exc):
+                raise
+            request = self._check_request(attributes, quotas, dedup_id)
+            response = await self._check(request, timeout=timeout or self.timeout)
+        return decode_check_response(response)
+
+    def _check_request(self, attributes: Mapping[str, Any],
+                       quotas: Mapping[str, QuotaRequest] | None,
+                       dedup_id: str) -> check_pb2.CheckRequest:
         request = check_pb2.CheckRequest(
             attributes=self.encoder.encode(attributes),
             global_word_count=self.encoder.global_word_count,
@@ -49,13 +77,30 @@ class MixerClient:
         for name, q in (quotas or {}).items():
             request.quotas[name].amount = q.amount
             request.quotas[name].best_effort = q.best_effort
-        response = await self._check(request, timeout=self.timeout)
-        return decode_check_response(response)
+        return request
+
+    def _fell_back(self, exc: grpc.aio.AioRpcError) -> bool:
+        """Switch to the hub's shorter dictionary when it asks; True if the call may be
+        resent."""
+        found = _RESEND.search(exc.details() or "")
+        if exc.code() is not grpc.StatusCode.INVALID_ARGUMENT or found is None:
+            return False
+        count = int(found.group(1))
+        if count >= self.encoder.global_word_count:
+            return False
+        # In place: whoever shares this encoder (the report batcher) follows.
+        self.encoder.index = Encoder(self.words[:count]).index
+        return True
 
     async def report(self, bags: Sequence[Mapping[str, Any]],
                      encoding: Encoding = "independent") -> None:
         for request in encode_report(self.encoder, bags, encoding):
-            await self._report(request, timeout=self.timeout)
+            await self.send_report(request)
+
+    async def send_report(self, request: report_pb2.ReportRequest,
+                          timeout: float | None = None) -> None:
+        """Send an encoded ReportRequest (the report batcher encodes its own)."""
+        await self._report(request, timeout=timeout or self.timeout)
 
     async def close(self) -> None:
         await self.channel.close()

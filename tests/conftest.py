@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from mixerhub.app import Hub, Settings
 from mixerhub.attributes.bag import AttributeBag
 from mixerhub.verdict import CheckOutcome, QuotaGrant, Verdict
+from tests.services.opa import opa_server, opa_url, own_opa  # noqa: F401 - fixtures
+from tests.services.redis import own_redis, redis_server, redis_url  # noqa: F401 - fixtures
 
 
 class CapturingPolicy:
@@ -27,6 +29,12 @@ class CapturingPolicy:
 
     async def report(self, bags: Sequence[AttributeBag]) -> None:
         self.reports.extend(bags)
+
+    def default_quotas(self, bag: AttributeBag) -> dict:
+        return {}
+
+    async def allocate(self, bag: AttributeBag, quotas: dict, dedup_id: str) -> dict:
+        return {n: QuotaGrant(q.amount) for n, q in quotas.items()}
 
 
 @pytest.fixture

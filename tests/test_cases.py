@@ -53,10 +53,13 @@ async def check_outputs(hub: Hub, case: dict[str, Any], tmp: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CASES)) for p in FILES])
-async def test_case_file(path: Path, tmp_path: Path) -> None:
+async def test_case_file(path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     spec = yaml.safe_load(path.read_text())
     config = tmp_path / "config.yaml"
-    config.write_text(spec["config"].replace("${TMP}", str(tmp_path)))
+    text = spec["config"].replace("${TMP}", str(tmp_path))
+    if "${REDIS_URL}" in text:  # the test session's real Redis, emptied for this file
+        text = text.replace("${REDIS_URL}", request.getfixturevalue("redis_url"))
+    config.write_text(text)
     hub = Hub(Settings(grpc="127.0.0.1:0", http="127.0.0.1:0", config=(str(config),),
                        watch=False, cache_size=spec.get("cache_size", 0)))
     await hub.start()

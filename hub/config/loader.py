@@ -8,7 +8,7 @@ references. All errors of a load are collected and raised together as ConfigErro
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from mixerhub.attributes.types import Manifest, ValueType, default_manifest
 from mixerhub.config import models as m
 from mixerhub.config.compile import CompiledInstance, compile_instance, compile_one
 from mixerhub.config.errors import ConfigErrors, Reporter
+from mixerhub.ratelimit.config import Domain, is_ratelimit_document, load_domains
 from mixerhub.config.files import ConfigError, Document, LineDict, read_all
 from mixerhub.expr import CompiledExpression
 from mixerhub.plugins import Plugins
@@ -80,6 +81,8 @@ class LoadedConfig:
     default_namespace: str
     documents: int
     files: tuple[str, ...]
+    #: envoyproxy/ratelimit descriptor files (top-level ``domain:``), by domain.
+    ratelimit_domains: Mapping[str, Domain] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -114,7 +117,9 @@ class _Loader:
         self.seen: dict[tuple[str, str, str, str], str] = {}
 
     def load(self, docs: Sequence[Document], files: list[str]) -> LoadedConfig:
-        entries = [e for doc in docs for e in self._entries(doc)]
+        domains = load_domains([d for d in docs if is_ratelimit_document(d.body)], self.errors)
+        entries = [e for doc in docs if not is_ratelimit_document(doc.body)
+                   for e in self._entries(doc)]
         by_kind: dict[str, list[_Entry]] = {}
         for entry in entries:
             by_kind.setdefault(self._category(entry), []).append(entry)
@@ -133,7 +138,8 @@ class _Loader:
             handlers={h.name: h for h in self.handlers.values()},
             instances={i.name: i for i in self.instances.values()}, rules=rules,
             manifest=self.manifest, quota_specs=specs, quota_bindings=bindings,
-            default_namespace=self.default_ns, documents=len(entries), files=tuple(files))
+            default_namespace=self.default_ns, documents=len(entries) + len(domains),
+            files=tuple(files), ratelimit_domains=domains)
 
     # -- documents -------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ resourceVersion, annotations and more, which mean nothing to the hub and are ign
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 API_VERSIONS = ("config.istio.io/v1alpha2", "policy.istio.io/v1beta1")
 
@@ -87,9 +88,21 @@ class AttributeManifestSpec(_Strict):
 
 
 class StringMatch(_Strict):
-    exact: str | None = None
-    prefix: str | None = None
-    regex: str | None = None
+    exact: str | None = Field(None, description="the whole value equals this")
+    prefix: str | None = Field(None, description="the value starts with this")
+    regex: str | None = Field(None, description="the whole value matches this regex")
+
+    @model_validator(mode="after")
+    def _one_valid_match(self) -> StringMatch:
+        given = [k for k in ("exact", "prefix", "regex") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of exact, prefix, regex (got {', '.join(given)})")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {self.regex!r}: {exc}") from None
+        return self
 
 
 class QuotaMatch(_Strict):

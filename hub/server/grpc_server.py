@@ -15,8 +15,13 @@ class GrpcServer:
     """Owns the grpc.aio server, its health servicer and the services' names."""
 
     def __init__(self, address: str, handlers: Sequence[grpc.GenericRpcHandler],
-                 service_names: Sequence[str]) -> None:
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+                 service_names: Sequence[str],
+                 credentials: grpc.ServerCredentials | None = None,
+                 interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> None:
+        """``credentials``: TLS (``mixerhub.tls``), else plaintext; ``interceptors`` run
+        before every handler (the mTLS identity)."""
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)],
+                                      interceptors=tuple(interceptors) or None)
         self.server.add_generic_rpc_handlers(tuple(handlers))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -24,7 +29,8 @@ class GrpcServer:
         reflection.enable_server_reflection(
             (*self._names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(address)
+        self.port = (self.server.add_secure_port(address, credentials) if credentials
+                     else self.server.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"cannot listen for gRPC on {address}")
 

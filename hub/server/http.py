@@ -1,8 +1,14 @@
 """The HTTP port: /metrics, /healthz, /readyz, /debug/config, /debug/plugins, and the
-routes other parts install (``/v1/check``, ``/v1/quotaspecs``)."""
+routes other parts install (``/v1/check``, ``/v1/quotaspecs``); and the plain admin port
+(``serve --admin``): the probes and /metrics without TLS.
+
+``/debug/*`` is served only on listeners bound to a loopback address unless
+``serve --debug-public`` says otherwise (:func:`debug_allowed`)."""
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,8 +21,10 @@ from mixerhub.metrics import Metrics
 def build_app(metrics: Metrics, ready: Callable[[], bool],
               config: Callable[[], dict[str, Any]] | None = None,
               plugins: Callable[[], list[dict[str, Any]]] | None = None,
-              routes: Sequence[Callable[[web.Application], None]] = ()) -> web.Application:
-    """The admin app; each of ``routes`` adds its own endpoints (``/v1/check`` …)."""
+              routes: Sequence[Callable[[web.Application], None]] = (), *,
+              debug: bool = True, middlewares: Sequence[Any] = ()) -> web.Application:
+    """The admin app; each of ``routes`` adds its own endpoints (``/v1/check`` …);
+    ``debug`` False leaves out ``/debug/*``."""
 
     async def metrics_page(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
@@ -36,12 +44,13 @@ def build_app(metrics: Metrics, ready: Callable[[], bool],
     async def debug_plugins(request: web.Request) -> web.Response:
         return web.json_response(plugins() if plugins else [], dumps=_dumps)
 
-    app = web.Application()
+    app = web.Application(middlewares=list(middlewares))
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/debug/config", debug_config)
-    app.router.add_get("/debug/plugins", debug_plugins)
+    if debug:
+        app.router.add_get("/debug/config", debug_config)
+        app.router.add_get("/debug/plugins", debug_plugins)
     for install in routes:
         install(app)
     return app
@@ -53,15 +62,30 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, indent=2, default=str)
 
 
+def debug_allowed(host: str, public: bool) -> bool:
+    """Whether ``/debug/*`` is served on a listener bound to ``host``."""
+    if public:
+        return True
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class HttpServer:
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(self, app: web.Application, host: str, port: int,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._runner = web.AppRunner(app, access_log=None)
         self._host, self._port = host, port
+        self._ssl = ssl_context
         self.port = port
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True,
+                           ssl_context=self._ssl)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

@@ -7,18 +7,19 @@ INVALID_ARGUMENT with a reason, not grpc's generic INTERNAL.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from mixerhub.api.mixer.v1 import check_pb2, report_pb2
 from mixerhub.attributes.bag import AttributeBag
 from mixerhub.attributes.compression import Decoder, Encoder
-from mixerhub.errors import MixerhubError, WireError
+from mixerhub.errors import WireError
 from mixerhub.metrics import Metrics
 from mixerhub.policy import Policy
+from mixerhub.server.guard import guarded, parse, unary
+from mixerhub.server.shedding import ReportGate, Shedder
 from mixerhub.verdict import CheckOutcome, QuotaRequest
 
 SERVICE_NAME = "istio.mixer.v1.Mixer"
@@ -30,8 +31,11 @@ class MixerService:
     """Decodes requests, asks the current policy, encodes answers."""
 
     def __init__(self, policy: Callable[[], Policy], metrics: Metrics, log: Any,
-                 decoder: Decoder | None = None, encoder: Encoder | None = None) -> None:
+                 decoder: Decoder | None = None, encoder: Encoder | None = None,
+                 shedder: Shedder | None = None, reports: ReportGate | None = None) -> None:
         self._policy = policy
+        self._shedder = shedder
+        self._report_gate = reports or ReportGate(metrics, 0)
         self._metrics = metrics
         self._log = log
         self._decoder = decoder or Decoder()
@@ -44,37 +48,18 @@ class MixerService:
         self._encoded_refs: dict[tuple[Any, ...], Any] = {}
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
-            "Check": grpc.unary_unary_rpc_method_handler(self._guard("Check", self.check)),
-            "Report": grpc.unary_unary_rpc_method_handler(self._guard("Report", self.report)),
+        def on_check_error() -> None:
+            self._check_error.inc()
+
+        return unary(SERVICE_NAME, {
+            "Check": guarded("mixer", "Check", self.check, self._metrics, self._log,
+                             on_check_error, self._shedder),
+            "Report": guarded("mixer", "Report", self.report, self._metrics, self._log),
         })
-
-    def _guard(self, method: str, fn: Callable[[bytes], Awaitable[bytes]]
-               ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
-        bad = self._metrics.bad_requests.labels("mixer", method)
-
-        async def call(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            try:
-                return await fn(raw)
-            except MixerhubError as exc:
-                if method == "Check":
-                    self._check_error.inc()
-                if exc.grpc_status is grpc.StatusCode.INVALID_ARGUMENT:
-                    bad.inc()
-                self._log.info("request rejected", method=method, code=exc.code, error=str(exc))
-                await context.abort(exc.grpc_status, str(exc))
-                raise  # abort raises; keeps type checkers honest
-            except Exception:
-                if method == "Check":
-                    self._check_error.inc()
-                self._log.exception("request failed", method=method)
-                await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the hub")
-                raise
-        return call
 
     async def check(self, raw: bytes) -> bytes:
         started = time.perf_counter()
-        request = _parse(check_pb2.CheckRequest, raw)
+        request = parse(check_pb2.CheckRequest, raw)
         values = self._decoder.decode(request.attributes,
                                       global_word_count=request.global_word_count)
         quotas = {name: QuotaRequest(q.amount, q.best_effort) for name, q in request.quotas.items()}
@@ -116,10 +101,11 @@ class MixerService:
         return encoded
 
     async def report(self, raw: bytes) -> bytes:
-        request = _parse(report_pb2.ReportRequest, raw)
+        request = parse(report_pb2.ReportRequest, raw)
         bags = decode_report(self._decoder, request)
         self._reports.inc(len(bags))
-        await self._policy().report(bags)
+        async with self._report_gate:
+            await self._policy().report(bags)
         return _EMPTY_REPORT_RESPONSE
 
 
@@ -138,13 +124,6 @@ def decode_report(decoder: Decoder, request: report_pb2.ReportRequest) -> list[A
         bags.append(AttributeBag(values))
         previous = values
     return bags
-
-
-def _parse(message_type: Any, raw: bytes) -> Any:
-    try:
-        return message_type.FromString(raw)
-    except DecodeError as exc:
-        raise WireError(f"{message_type.DESCRIPTOR.name} is not valid protobuf: {exc}") from None
 
 
 def _route_directive(rd: Any, verdict: Any) -> None:

@@ -72,6 +72,25 @@ async def test_result_lifetime_is_the_window() -> None:
     assert result.valid_duration == dt.timedelta(minutes=1)
 
 
+async def test_results_say_limit_remaining_and_when_more_frees_up() -> None:
+    h = rate(10, "10s")  # 20 slots of 0.5 s; the clock starts at t = 1000.0
+    instance = Instance(RQ, "quota", {"dimensions": {}})
+    first = await h.adapter.quota(instance, QuotaArgs(4))
+    assert (first.limit, first.remaining) == (10, 6)
+    # the grant sits in the slot [1000.0, 1000.5): it leaves the window at 1010.5
+    assert first.reset == dt.timedelta(seconds=10.5)
+    h.clock.t += 3
+    refused = await h.adapter.quota(instance, QuotaArgs(7))
+    assert (refused.granted, refused.remaining) == (0, 6)
+    assert refused.reset == dt.timedelta(seconds=7.5)
+
+
+async def test_counters_have_no_reset_time() -> None:
+    h = Harness(quotas=[{"name": RQ, "maxAmount": 3, "validDuration": "0s"}])
+    result = await h.adapter.quota(Instance(RQ, "quota", {"dimensions": {}}), QuotaArgs(2))
+    assert (result.limit, result.remaining, result.reset) == (3, 1, None)
+
+
 async def test_grants_are_released_after_the_window_never_before() -> None:
     h = rate(10, "10s")
     assert await h.take(10) == 10

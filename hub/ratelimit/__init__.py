@@ -1,0 +1,2 @@
+"""envoyproxy/ratelimit's descriptor configuration, loaded unchanged, and the counters
+that serve it (docs/ratelimit.md)."""
