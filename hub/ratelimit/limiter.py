@@ -31,19 +31,20 @@ class MemoryCounters:
     """One process's counters; windows that ended are dropped as new ones start."""
 
     def __init__(self) -> None:
-        self._counts: dict[str, tuple[int, int]] = {}  # key → (window index, count)
+        self._counts: dict[str, tuple[int, int, int]] = {}  # key → (index, count, window)
 
     async def add(self, key: str, hits: int, window: int, now: float) -> int:
         index = int(now // window)
         held = self._counts.get(key)
         count = (held[1] if held is not None and held[0] == index else 0) + hits
-        self._counts[key] = (index, count)
+        self._counts[key] = (index, count, window)
         if len(self._counts) > 100_000:
             self._expire(now)
         return count
 
     def _expire(self, now: float) -> None:
-        self._counts = {k: v for k, v in self._counts.items() if v[0] >= int(now // 86_400)}
+        """Forget counters whose window has ended."""
+        self._counts = {k: v for k, v in self._counts.items() if (v[0] + 1) * v[2] > now}
 
     async def close(self) -> None:
         return None
