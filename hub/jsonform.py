@@ -84,14 +84,19 @@ def format_timestamp(value: dt.datetime) -> str:
 def format_duration(value: dt.timedelta) -> str:
     """protobuf's JSON text of a Duration: ``"3s"``, ``"0.250s"``, ``"-1.500s"``,
     ``"0.000001s"`` (0, 3 or 6 fraction digits, as protobuf prints them)."""
-    micros = value // dt.timedelta(microseconds=1)
-    sign = "-" if micros < 0 else ""
-    seconds, frac = divmod(abs(micros), 1_000_000)
-    if frac == 0:
+    days, seconds, micros = value.days, value.seconds, value.microseconds
+    if days < 0:  # a negative timedelta keeps days negative and the rest positive
+        total = -(days * 86_400_000_000 + seconds * 1_000_000 + micros)
+        seconds, micros = divmod(total, 1_000_000)
+        sign = "-"
+    else:
+        seconds += days * 86_400
+        sign = ""
+    if micros == 0:
         return f"{sign}{seconds}s"
-    if frac % 1000 == 0:
-        return f"{sign}{seconds}.{frac // 1000:03d}s"
-    return f"{sign}{seconds}.{frac:06d}s"
+    if micros % 1000 == 0:
+        return f"{sign}{seconds}.{micros // 1000:03d}s"
+    return f"{sign}{seconds}.{micros:06d}s"
 
 
 def parse_duration(text: str) -> dt.timedelta | None:

@@ -150,6 +150,15 @@ class Delivery:
     async def put(self, records: Sequence[OutRecord]) -> None:
         """Queue records. Waits only while a spill makes room, or (fullPolicy block) up to
         maxBlockMs; never for a broker."""
+        p = self.params
+        size = sum(r.size for r in records)
+        if (self.buffered + len(records) <= p.bufferRecords
+                and self._queue_bytes + self._held_bytes + size <= p.bufferBytes):
+            self._queue.extend(records)  # the usual case: all fit, no per-record checks
+            self._queue_bytes += size
+            self._wake.set()
+            self._update_gauges()
+            return
         deadline = 0.0
         for index, record in enumerate(records):
             if not self._fits(record):

@@ -62,6 +62,15 @@ class AttributeBag:
         self.values: dict[str, Any] = dict(values) if values else {}
         self.refs: dict[RefKey, bool] = {}
 
+    @classmethod
+    def adopt(cls, values: dict[str, Any]) -> AttributeBag:
+        """A bag over ``values`` itself, not a copy: for a dict nobody else keeps (one
+        just decoded from the wire)."""
+        bag = cls.__new__(cls)
+        bag.values = values
+        bag.refs = {}
+        return bag
+
     def get(self, name: str) -> Any:
         """The value of ``name``, or MISSING; the lookup is recorded."""
         value = self.values.get(name, MISSING)

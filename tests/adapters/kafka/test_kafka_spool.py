@@ -159,3 +159,27 @@ def test_the_fast_json_form_is_the_hub_json_form_redacted() -> None:
              "inst": Instance("s.kind.ns", "struct", {"api_key": "k", "n": True})}
     expected = Redactor(DEFAULT_SECRET_KEYS)(to_json(value))
     assert JsonRedacted(DEFAULT_SECRET_KEYS)(value) == expected
+
+
+def test_records_are_the_hub_json_form_redacted_whatever_the_order_of_shapes() -> None:
+    # The renderer plans its work per (keys, value types): the same keys with other
+    # types (a map where a string was, a secret inside it) must still come out redacted.
+    renderer = RecordRenderer("kafka.handler.ns", DEFAULT_SECRET_KEYS, IdSource())
+    shapes = [
+        {"user": "alice", "headers": "none", "n": 1, "ratio": 0.5},
+        {"user": "bob", "headers": {"Cookie": "c", "accept": "*/*"}, "n": 2, "ratio": 1.5},
+        {"user": None, "headers": {"cookie": "c", "x": {"api_key": "k"}}, "n": None,
+         "ratio": float("inf")},
+        {"user": "carol", "headers": {"Cookie": "c", "accept": "*/*"}, "n": 3,
+         "ratio": [float("nan"), 1.0, T0]},
+        {"user": "alice", "headers": "none", "n": 1, "ratio": 0.5},
+        {"when": T0, "ip": ipaddress.ip_address("10.0.0.1"), "took": dt.timedelta(seconds=1),
+         "raw": b"\x01", "inst": Instance("s.kind.ns", "struct", {"cookie": "x", "k": 1})},
+    ]
+    for variables in shapes * 2:
+        out = renderer(Bound(Instance("log.logentry.ns", "logentry",
+                                      {"variables": variables, "severity": None}),
+                             None, None, T0))
+        fields = json.loads(out.value)["fields"]
+        expected = Redactor(DEFAULT_SECRET_KEYS)(to_json({"variables": variables}))
+        assert fields == expected
