@@ -24,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
                         cache_size=args.cache_size, ratelimit_backend=args.ratelimit_backend)
     settings = _with_recording(settings, args)
     settings = _with_hardening(settings, args)
+    settings = _with_tracing(settings, args)
     try:
         run(serve(settings))
     except ConfigError as exc:
@@ -233,6 +234,44 @@ def _hardening_options(serve: argparse.ArgumentParser) -> None:
                            "(backpressure; 0: no bound)")
 
 
+def _with_tracing(settings: Any, args: argparse.Namespace) -> Any:
+    """The serve flags of OpenTelemetry tracing (docs/tracing.md). ``--tracing`` alone
+    exports where the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT says (OTLP's default
+    without it); those variables alone do not turn tracing on."""
+    import dataclasses
+
+    endpoint = args.otlp_endpoint or ""
+    if not endpoint and args.tracing:
+        endpoint = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                    or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "localhost:4317")
+    return dataclasses.replace(settings, otlp_endpoint=endpoint,
+                               trace_sample_ratio=args.trace_sample_ratio)
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _tracing_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("tracing (docs/tracing.md)")
+    group.add_argument("--otlp-endpoint", metavar="HOST:PORT",
+                       default=os.environ.get("MIXERHUB_OTLP_ENDPOINT"),
+                       help="trace checks and reports with OpenTelemetry, exporting spans "
+                            "over OTLP/gRPC to this collector (https://HOST:PORT for TLS; "
+                            "env MIXERHUB_OTLP_ENDPOINT; default: no tracing)")
+    group.add_argument("--tracing", action="store_true",
+                       help="trace, exporting to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or "
+                            "OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4317)")
+    group.add_argument("--trace-sample-ratio", type=_ratio, metavar="RATIO",
+                       default=_ratio(os.environ.get("MIXERHUB_TRACE_SAMPLE_RATIO", "1.0")),
+                       help="share of the traces the hub starts that are recorded; a "
+                            "caller's sampling decision is always followed (default 1.0; "
+                            "env MIXERHUB_TRACE_SAMPLE_RATIO)")
+
+
 def _certs_dev(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -324,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "service); Redis shares them between replicas")
     _recording_options(serve)
     _hardening_options(serve)
+    _tracing_options(serve)
     serve.set_defaults(func=_serve)
     validate = sub.add_parser("validate", help="check config files; exit 1 on any error")
     validate.add_argument("paths", nargs="+", metavar="PATH")

@@ -164,6 +164,7 @@ class DecisionRecorder:
         self._dropped = metrics.decision_events.labels("queue", "dropped")
         self._sinks = [_SinkQueue(s, queue_limit, metrics, self.log) for s in sinks]
         self._pump: asyncio.Task[None] | None = None
+        self._stopped = False
 
     @property
     def sinks(self) -> list[DecisionSink]:
@@ -171,8 +172,9 @@ class DecisionRecorder:
 
     def record(self, values: Mapping[str, Any], outcome: CheckOutcome,
                snapshot_version: int) -> None:
-        """Queue one decision (dropped and counted when the queue is full)."""
-        if len(self._events) >= self.queue_limit:
+        """Queue one decision (dropped and counted when the queue is full, or when the
+        recorder has already stopped: then nothing would ever write it)."""
+        if len(self._events) >= self.queue_limit or self._stopped:
             self._dropped.inc()
             return
         self._events.append(DecisionEvent(self._ids(), self._clock(), values, outcome,
@@ -187,6 +189,7 @@ class DecisionRecorder:
 
     async def stop(self) -> None:
         """Write what is queued, then stop every sink."""
+        self._stopped = True
         if self._pump is not None:
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,6 +81,11 @@ class PolicyEngine:
         self._inflight: dict[Any, asyncio.Future[CheckResult]] = {}
         # A DecisionRecorder (hub/decisions.py) when the hub records checks; set by the hub.
         self.decisions: Any = None
+        # The /debug/ page (hub/server/debugpage.py) sets both: a bounded deque that gets
+        # (time, values, outcome, snapshot version, cache hit) per check, and the last
+        # failure per handler, {handler: (time, error)}, written only when one fails.
+        self.recent: Any = None
+        self.adapter_failures: dict[str, tuple[float, str]] = {}
         # Report adapters that also want the bag (kafka: record key, reporter).
         self._binders = {name: a.bind for name, a in snapshot.adapters.items()
                          if callable(getattr(a, "bind", None))}
@@ -89,6 +95,7 @@ class PolicyEngine:
     async def check(self, bag: AttributeBag, quotas: Mapping[str, QuotaRequest],
                     dedup_id: str) -> CheckOutcome:
         verdict = self.cache.lookup(bag.values) if self.cache is not None else None
+        hit = verdict is not None
         if verdict is not None:
             self.metrics.cache_hits.inc()
         else:
@@ -105,6 +112,8 @@ class PolicyEngine:
         outcome = CheckOutcome(_with_quotas(verdict, grants), grants)
         if self.decisions is not None:  # queues the event; never waits on a sink
             self.decisions.record(bag.values, outcome, self.snapshot.version)
+        if self.recent is not None:  # an append to a bounded deque; rendered on demand
+            self.recent.append((time.time(), bag.values, outcome, self.snapshot.version, hit))
         return outcome
 
     async def _decide(self, bag: AttributeBag) -> tuple[Verdict, bool]:
@@ -205,6 +214,7 @@ class PolicyEngine:
     def _adapter_failure(self, rule: RuleConfig, handler: str, adapter: Any, exc: Exception,
                          combined: _Combined) -> None:
         self.metrics.adapter_errors.labels(handler).inc()
+        self.adapter_failures[handler] = (time.time(), _error_text(exc))
         closed = _adapter_fail_closed(rule, adapter)
         self._count_failure(rule, closed, f"handler {handler}", exc)
         combined.failed = True
@@ -314,6 +324,7 @@ class PolicyEngine:
                                                              request.best_effort, dedup_id))
         except Exception as exc:  # noqa: BLE001 - the rule's fail policy decides
             self.metrics.adapter_errors.labels(handler).inc()
+            self.adapter_failures[handler] = (time.time(), _error_text(exc))
             closed = _adapter_fail_closed(rule, adapter)
             self._count_failure(rule, closed, f"handler {handler}", exc)
             if not closed:
@@ -345,8 +356,9 @@ class PolicyEngine:
         for handler, instances in batches.items():
             try:
                 await self.snapshot.adapters[handler].report(instances)
-            except Exception:  # noqa: BLE001 - counted and logged; other handlers go on
+            except Exception as exc:  # noqa: BLE001 - counted and logged; others go on
                 self.metrics.adapter_errors.labels(handler).inc()
+                self.adapter_failures[handler] = (time.time(), _error_text(exc))
                 self.log.exception("report adapter failed", handler=handler,
                                    instances=len(instances))
 
@@ -393,6 +405,10 @@ def _adapter_fail_closed(rule: RuleConfig, adapter: Any) -> bool:
         return rule.fail_policy == "closed"
     default = getattr(adapter, "fail_closed", None)
     return True if default is None else bool(default)
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _unavailable(rule: RuleConfig, message: str) -> CheckResult:

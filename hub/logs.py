@@ -40,6 +40,35 @@ def configure(level: str = "info", json: bool | None = None) -> None:
     )
 
 
+def add_processor(processor: Any) -> None:
+    """Run ``processor`` just before the renderer, for loggers bound from now on (the hub
+    adds its optional ones before it binds any). Adding one of the same type twice is a
+    no-op."""
+    processors = list(structlog.get_config()["processors"])
+    if any(type(p) is type(processor) for p in processors):
+        return
+    processors.insert(max(len(processors) - 1, 0), processor)
+    structlog.configure(processors=processors)
+
+
+class TraceIds:
+    """A processor adding ``trace_id`` and ``span_id`` (hex, as OTLP backends show them)
+    while an OpenTelemetry span is current. Installed only when tracing is on
+    (hub/tracing.py): making one imports OpenTelemetry, importing this module does not."""
+
+    def __init__(self) -> None:
+        from opentelemetry.trace import get_current_span
+
+        self._current = get_current_span
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        context = self._current().get_span_context()
+        if context.is_valid:
+            event["trace_id"] = format(context.trace_id, "032x")
+            event["span_id"] = format(context.span_id, "016x")
+        return event
+
+
 def get_logger(name: str, **bound: Any) -> Any:
     """A bound logger naming its component (``logger=NAME``)."""
     return structlog.get_logger().bind(logger=name, **bound)

@@ -22,6 +22,7 @@ from mixerhub.metrics import Metrics
 from mixerhub.policy import Policy
 from mixerhub.server.guard import parse
 from mixerhub.server.shedding import ReportGate
+from mixerhub.tracing import Tracing
 
 SERVICE_NAME = "envoy.service.accesslog.v3.AccessLogService"
 _UTC = dt.timezone.utc
@@ -43,8 +44,9 @@ class AccessLogService:
     """Turns streamed access-log entries into report bags for the current policy."""
 
     def __init__(self, policy: Callable[[], Policy], metrics: Metrics, log: Any,
-                 reports: ReportGate | None = None) -> None:
+                 reports: ReportGate | None = None, tracing: Tracing | None = None) -> None:
         self._policy = policy
+        self._tracing = tracing
         self._gate = reports or ReportGate(metrics, 0)
         self._log = log
         self._reports = metrics.reports.labels("envoy_als")
@@ -65,7 +67,10 @@ class AccessLogService:
                 bags = entry_bags(message, reporter)
                 self._reports.inc(len(bags))
                 async with self._gate:  # backpressure: the stream is not read meanwhile
-                    await self._policy().report(bags)
+                    if self._tracing is None:
+                        await self._policy().report(bags)
+                    else:
+                        await self._tracing.report("envoy_als", self._policy(), bags)
         except MixerhubError as exc:
             self._bad.inc()
             self._log.info("access-log stream rejected", error=str(exc))

@@ -26,6 +26,7 @@ from mixerhub.metrics import Metrics
 from mixerhub.policy import Policy
 from mixerhub.server.guard import guarded, parse, unary
 from mixerhub.server.shedding import Shedder
+from mixerhub.tracing import CHECK_SPAN, Tracing
 from mixerhub.verdict import CheckOutcome, HeaderOp, HeaderOperation, QuotaGrant, http_status
 
 SERVICE_NAME = "envoy.service.auth.v3.Authorization"
@@ -37,8 +38,10 @@ class AuthorizationService:
     """Decodes ext_authz checks, asks the current policy, encodes Envoy's reply."""
 
     def __init__(self, policy: Callable[[], Policy], manifest: Callable[[], Manifest],
-                 metrics: Metrics, log: Any, shedder: Shedder | None = None) -> None:
+                 metrics: Metrics, log: Any, shedder: Shedder | None = None,
+                 tracing: Tracing | None = None) -> None:
         self._policy = policy
+        self._tracing = tracing
         self._manifest = manifest
         self._metrics = metrics
         self._shedder = shedder
@@ -49,18 +52,30 @@ class AuthorizationService:
         self._time = metrics.check_duration.labels("envoy")
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return unary(SERVICE_NAME, {"Check": guarded("envoy", "Check", self.check,
-                                                     self._metrics, self._log,
-                                                     self._error.inc, self._shedder)})
+        check = guarded("envoy", "Check", self.check, self._metrics, self._log,
+                        self._error.inc, self._shedder)
+        if self._tracing is not None:  # Envoy's own span of the call is in its metadata
+            check = self._tracing.keep_metadata(check)
+        return unary(SERVICE_NAME, {"Check": check})
 
     async def check(self, raw: bytes) -> bytes:
         started = time.perf_counter()
         request = parse(external_auth_pb2.CheckRequest, raw)
+        if self._tracing is not None:
+            headers = request.attributes.request.http.headers
+            with self._tracing.server_span(CHECK_SPAN, "envoy",
+                                           self._tracing.envoy_carrier(headers)):
+                return await self._answer(request, started)
+        return await self._answer(request, started)
+
+    async def _answer(self, request: Any, started: float) -> bytes:
         bag = AttributeBag(check_attributes(request.attributes, self._manifest()))
         policy = self._policy()
         quotas = policy.default_quotas(bag)
         outcome = await policy.check(bag, quotas, bag.values.get("request.id", ""))
         reply = encode_check_response(outcome)
+        if self._tracing is not None:
+            self._tracing.check_outcome(outcome)
         (self._ok if outcome.verdict.ok else self._denied).inc()
         self._time.observe(time.perf_counter() - started)
         return reply.SerializeToString()

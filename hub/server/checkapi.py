@@ -36,6 +36,7 @@ from mixerhub.jsonform import values_from_json, verdict_to_json
 from mixerhub.metrics import Metrics
 from mixerhub.policy import Policy
 from mixerhub.server.shedding import Shedder
+from mixerhub.tracing import CHECK_SPAN, Tracing
 from mixerhub.verdict import CheckOutcome, HeaderOperation, QuotaRequest, http_status
 
 LINES_TYPE = "text/x-mixerhub-verdict"
@@ -47,8 +48,10 @@ class CheckApi:
     """The route installer and handler of ``/v1/check``."""
 
     def __init__(self, policy: Callable[[], Policy], manifest: Callable[[], Manifest],
-                 metrics: Metrics, log: Any, shedder: Shedder | None = None) -> None:
+                 metrics: Metrics, log: Any, shedder: Shedder | None = None,
+                 tracing: Tracing | None = None) -> None:
         self._policy = policy
+        self._tracing = tracing
         self._shedder = shedder if shedder is not None and shedder.enabled else None
         self._manifest = manifest
         self._log = log
@@ -59,7 +62,9 @@ class CheckApi:
         self._bad = metrics.bad_requests.labels("http", "check")
 
     def install(self, app: web.Application) -> None:
-        app.router.add_post("/v1/check", self.handle)
+        handle = self.handle if self._tracing is None \
+            else self._tracing.wrap_http(CHECK_SPAN, "http", self.handle)
+        app.router.add_post("/v1/check", handle)
 
     async def handle(self, request: web.Request) -> web.Response:
         if self._shedder is None:
@@ -80,6 +85,8 @@ class CheckApi:
             self._error.inc()
             self._bad.inc()
             return web.json_response({"error": str(exc), "code": exc.code}, status=400)
+        if self._tracing is not None:
+            self._tracing.check_outcome(outcome)
         (self._ok if outcome.verdict.ok else self._denied).inc()
         self._time.observe(time.perf_counter() - started)
         if LINES_TYPE in request.headers.get("Accept", ""):

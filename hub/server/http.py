@@ -3,7 +3,8 @@ routes other parts install (``/v1/check``, ``/v1/quotaspecs``); and the plain ad
 (``serve --admin``): the probes and /metrics without TLS.
 
 ``/debug/*`` is served only on listeners bound to a loopback address unless
-``serve --debug-public`` says otherwise (:func:`debug_allowed`)."""
+``serve --debug-public`` says otherwise (:func:`debug_allowed`); that includes the
+routes given as ``debug_routes`` (the live page ``/debug/``, hub/server/debugpage.py)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ def build_app(metrics: Metrics, ready: Callable[[], bool],
               config: Callable[[], dict[str, Any]] | None = None,
               plugins: Callable[[], list[dict[str, Any]]] | None = None,
               routes: Sequence[Callable[[web.Application], None]] = (), *,
-              debug: bool = True, middlewares: Sequence[Any] = ()) -> web.Application:
-    """The admin app; each of ``routes`` adds its own endpoints (``/v1/check`` …);
-    ``debug`` False leaves out ``/debug/*``."""
+              debug: bool = True, middlewares: Sequence[Any] = (),
+              debug_routes: Sequence[Callable[[web.Application], None]] = ()
+              ) -> web.Application:
+    """The admin app; each of ``routes`` adds its own endpoints (``/v1/check`` …), each
+    of ``debug_routes`` its ``/debug/…`` ones; ``debug`` False leaves out ``/debug/*``."""
 
     async def metrics_page(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
@@ -51,6 +54,8 @@ def build_app(metrics: Metrics, ready: Callable[[], bool],
     if debug:
         app.router.add_get("/debug/config", debug_config)
         app.router.add_get("/debug/plugins", debug_plugins)
+        for install in debug_routes:
+            install(app)
     for install in routes:
         install(app)
     return app

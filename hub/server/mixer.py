@@ -15,11 +15,11 @@ import grpc
 from mixerhub.api.mixer.v1 import check_pb2, report_pb2
 from mixerhub.attributes.bag import AttributeBag
 from mixerhub.attributes.compression import Decoder, Encoder
-from mixerhub.errors import WireError
 from mixerhub.metrics import Metrics
 from mixerhub.policy import Policy
 from mixerhub.server.guard import guarded, parse, unary
 from mixerhub.server.shedding import ReportGate, Shedder
+from mixerhub.tracing import CHECK_SPAN, REPORT_SPAN, Tracing
 from mixerhub.verdict import CheckOutcome, QuotaRequest
 
 SERVICE_NAME = "istio.mixer.v1.Mixer"
@@ -32,8 +32,10 @@ class MixerService:
 
     def __init__(self, policy: Callable[[], Policy], metrics: Metrics, log: Any,
                  decoder: Decoder | None = None, encoder: Encoder | None = None,
-                 shedder: Shedder | None = None, reports: ReportGate | None = None) -> None:
+                 shedder: Shedder | None = None, reports: ReportGate | None = None,
+                 tracing: Tracing | None = None) -> None:
         self._policy = policy
+        self._tracing = tracing
         self._shedder = shedder
         self._report_gate = reports or ReportGate(metrics, 0)
         self._metrics = metrics
@@ -51,11 +53,13 @@ class MixerService:
         def on_check_error() -> None:
             self._check_error.inc()
 
-        return unary(SERVICE_NAME, {
-            "Check": guarded("mixer", "Check", self.check, self._metrics, self._log,
-                             on_check_error, self._shedder),
-            "Report": guarded("mixer", "Report", self.report, self._metrics, self._log),
-        })
+        check = guarded("mixer", "Check", self.check, self._metrics, self._log,
+                        on_check_error, self._shedder)
+        report = guarded("mixer", "Report", self.report, self._metrics, self._log)
+        if self._tracing is not None:  # the caller's trace is in the call's metadata
+            check = self._tracing.wrap_grpc(CHECK_SPAN, "mixer", check)
+            report = self._tracing.wrap_grpc(REPORT_SPAN, "mixer", report)
+        return unary(SERVICE_NAME, {"Check": check, "Report": report})
 
     async def check(self, raw: bytes) -> bytes:
         started = time.perf_counter()
@@ -66,6 +70,8 @@ class MixerService:
         outcome = await self._policy().check(AttributeBag(values), quotas,
                                              request.deduplication_id)
         response = self._encode_check(outcome)
+        if self._tracing is not None:
+            self._tracing.check_outcome(outcome)
         (self._check_ok if outcome.verdict.ok else self._check_denied).inc()
         self._check_time.observe(time.perf_counter() - started)
         return response
@@ -104,6 +110,8 @@ class MixerService:
         request = parse(report_pb2.ReportRequest, raw)
         bags = decode_report(self._decoder, request)
         self._reports.inc(len(bags))
+        if self._tracing is not None:
+            self._tracing.report_records(len(bags))
         async with self._report_gate:
             await self._policy().report(bags)
         return _EMPTY_REPORT_RESPONSE
@@ -111,19 +119,10 @@ class MixerService:
 
 def decode_report(decoder: Decoder, request: report_pb2.ReportRequest) -> list[AttributeBag]:
     """One bag per ``attributes`` entry; DELTA_ENCODING patches the previous bag."""
-    bags = []
-    delta = request.repeated_attributes_semantics == _DELTA
-    previous: dict[str, Any] = {}
-    for i, ca in enumerate(request.attributes):
-        start = dict(previous) if delta else {}
-        try:
-            values = decoder.decode(ca, default_words=request.default_words,
-                                    global_word_count=request.global_word_count, into=start)
-        except WireError as exc:
-            raise WireError(f"attributes[{i}]: {exc}") from None
-        bags.append(AttributeBag(values))
-        previous = values
-    return bags
+    values = decoder.decode_all(request.attributes, request.default_words,
+                                request.global_word_count,
+                                request.repeated_attributes_semantics == _DELTA)
+    return [AttributeBag.adopt(v) for v in values]
 
 
 def _route_directive(rd: Any, verdict: Any) -> None:

@@ -237,3 +237,40 @@ def test_serve_flags_become_settings() -> None:
     assert (settings.record_checks, settings.record_max_bytes, settings.record_backups,
             settings.record_kafka, settings.record_kafka_topic,
             settings.record_kafka_spool) == ("c.jsonl", 5000, 3, "h:9092", "d", "")
+
+
+async def test_checks_in_flight_at_shutdown_are_all_written(tmp_path: Path) -> None:
+    # Stop while HTTP checks are still being answered: each one answered is in the file,
+    # and a decision arriving after the recorder stopped is counted, not silently lost.
+    import aiohttp
+
+    (tmp_path / "policy.yaml").write_text(CONFIG)
+    record = tmp_path / "checks.jsonl"
+    hub = Hub(Settings(grpc="127.0.0.1:0", http="127.0.0.1:0", watch=False,
+                       config=(str(tmp_path / "policy.yaml"),), record_checks=str(record)))
+    await hub.start()
+    answered = 0
+
+    async def checks(session: aiohttp.ClientSession) -> None:
+        nonlocal answered
+        for i in range(200):
+            try:
+                async with session.post(f"http://127.0.0.1:{hub.http.port}/v1/check",
+                                        json={"attributes": {"request.path": f"/{i}"}}) as r:
+                    if r.status == 200:
+                        answered += 1
+            except aiohttp.ClientError:
+                return  # the hub has stopped listening
+
+    async with aiohttp.ClientSession() as session:
+        load = [asyncio.create_task(checks(session)) for _ in range(4)]
+        while answered < 20:
+            await asyncio.sleep(0.01)
+        await hub.stop()
+        await asyncio.gather(*load)
+    assert len(record.read_text().splitlines()) >= answered > 0
+    assert hub.decisions is not None
+    hub.decisions.record({"request.path": "/late"}, CheckOutcome(Verdict()), 1)
+    late = hub.metrics.registry.get_sample_value("mixerhub_decision_events_total",
+                                                 {"sink": "queue", "result": "dropped"})
+    assert late == 1
