@@ -19,6 +19,17 @@ class Instance:
         object.__setattr__(self, "_fields", dict(fields))
         object.__setattr__(self, "_key", None)
 
+    @classmethod
+    def adopt(cls, name: str, template: str, fields: dict[str, Any]) -> Instance:
+        """An Instance over ``fields`` itself, not a copy: for a dict just built that
+        nobody else keeps (the compiled builders' own)."""
+        instance = cls.__new__(cls)
+        _SET_NAME(instance, name)
+        _SET_TEMPLATE(instance, template)
+        _SET_FIELDS(instance, fields)
+        _SET_KEY(instance, None)
+        return instance
+
     def __getattr__(self, field: str) -> Any:
         try:
             return self._fields[field]
@@ -62,3 +73,10 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
+
+
+# The slots' own setters: Instance.__setattr__ refuses every write after construction.
+_SET_NAME = Instance.name.__set__  # type: ignore[attr-defined]
+_SET_TEMPLATE = Instance.template.__set__  # type: ignore[attr-defined]
+_SET_FIELDS = Instance._fields.__set__  # type: ignore[attr-defined]
+_SET_KEY = Instance._key.__set__  # type: ignore[attr-defined]

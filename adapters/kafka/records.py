@@ -65,6 +65,8 @@ def key_text(expression: CompiledExpression | None, bag: AttributeBag) -> str | 
         value = expression(bag)
     except Exception:  # noqa: BLE001 - an evaluation error means "no key", by design
         return None
+    if type(value) is str:
+        return value
     text = to_json(value)
     return text if isinstance(text, str) else json.dumps(text)
 
@@ -96,6 +98,7 @@ class RecordRenderer:
         self._plans: dict[tuple[Any, ...], Any] = {}
         self._ids = ids
         self._last: tuple[dt.datetime | None, str] = (None, "")
+        self._millis: tuple[dt.datetime | None, int] = (None, 0)
         self._addresses: dict[int, tuple[Any, str]] = {}
         self._fallback = JsonRedacted(secret_keys)
 
@@ -112,7 +115,10 @@ class RecordRenderer:
         }
         value = orjson.dumps(record, default=self._default,
                              option=orjson.OPT_PASSTHROUGH_DATETIME)
-        return OutRecord(bound.key, value, _millis(when))
+        millis = self._millis
+        if millis[0] is not when:  # a batch's records often share one time object
+            millis = self._millis = (when, _millis(when))
+        return OutRecord(bound.key, value, millis[1])
 
     def mapping(self, value: Mapping[Any, Any], drop_none: bool = False) -> Any:
         """``value`` ready for orjson: the same dict when nothing in it must change.

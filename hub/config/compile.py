@@ -52,9 +52,10 @@ def _map_builder(exprs: Mapping[str, CompiledExpression], manifest: Manifest) ->
 def _struct_builder(name: str, template: str, parts: Mapping[str, Builder | None]
                     ) -> Callable[[AttributeBag], Instance]:
     items = tuple(parts.items())
+    adopt = Instance.adopt
 
     def build(bag: AttributeBag) -> Instance:
-        return Instance(name, template, {k: None if b is None else b(bag) for k, b in items})
+        return adopt(name, template, {k: None if b is None else b(bag) for k, b in items})
     return build
 
 
