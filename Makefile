@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test install services protos bench
+.PHONY: run test install services protos bench bench-compare
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	@echo "installing mixerhub and its test tools into $(VENV)"
-	$(BIN)/pip install -q --progress-bar off -e '.[test,fast]' --no-build-isolation \
+	$(BIN)/pip install -q --progress-bar off -e '.[test,fast,bench]' --no-build-isolation \
 		--config-settings editable_mode=strict
 
 run: install
@@ -46,3 +46,11 @@ bench: install services
 		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; else sudo apt-get install -y -q wrk; fi; }
 	$(BIN)/python bench/envoy_filters.py
 	$(BIN)/python bench/proxy.py
+
+# mixerhub side by side with its peers (bench/compare.py; ARGS="--quick" for a smoke run).
+# The peers (fortio, OPA-Envoy, envoyproxy/ratelimit, the Rust CEL) are built on first use
+# by bench/peers/provision_*.sh into ~/.cache/mixerhub; Go's caches keep a rebuild quick.
+bench-compare: install services
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian)"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; else sudo apt-get install -y -q wrk; fi; }
+	$(BIN)/python bench/compare.py $(ARGS)

@@ -19,6 +19,8 @@ the same run is the point.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import re
 import shutil
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,12 +150,23 @@ def _latency(out: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run(seconds: int, connections: int) -> list[dict[str, Any]]:
+@dataclasses.dataclass
+class Stack:
+    """What every Envoy scenario shares: a work folder, the upstream Envoy, the hub."""
+
+    folder: Path
+    ports: dict[str, int]  # up, up_admin, grpc, http
+    script: Path  # wrk's request mix (95 % repeats)
+
+
+@contextlib.contextmanager
+def shared_stack(policy: str = POLICY, hub_args: tuple[str, ...] = ()) -> Iterator[Stack]:
+    """Start the upstream Envoy and the hub (``policy`` as its config); stop both after."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk; `make bench` does it)")
     with tempfile.TemporaryDirectory(prefix="mixerhub-bench-") as tmp:
         folder = Path(tmp)
-        (folder / "policy.yaml").write_text(POLICY)
+        (folder / "policy.yaml").write_text(policy)
         script = folder / "mix.lua"
         script.write_text(MIX)
         ports = {k: free_port() for k in ("up", "up_admin", "grpc", "http")}
@@ -160,34 +174,62 @@ def run(seconds: int, connections: int) -> list[dict[str, Any]]:
         try:
             procs.append(start_envoy(folder, "upstream", upstream_bootstrap(
                 ports["up"], ports["up_admin"]), ports["up_admin"], 1))
-            hub = subprocess.Popen(
-                [str(Path(sys.executable).with_name("mixerhub")), "serve", "--config",
-                 str(folder / "policy.yaml"), "--grpc", f"127.0.0.1:{ports['grpc']}",
-                 "--http", f"127.0.0.1:{ports['http']}", "--log-level", "warning"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(hub)
-            wait_until(lambda: '"ready"' in _get(f"http://127.0.0.1:{ports['http']}/readyz"),
-                       hub, "hub", 60)
-            return [_scenario(folder, mode, ports, seconds, connections, script)
-                    for mode in ("alone", "ext_authz", "lua")]
+            procs.append(start_hub(folder / "policy.yaml", ports["grpc"], ports["http"],
+                                   hub_args))
+            yield Stack(folder, ports, script)
         finally:
             for proc in procs:
                 stop(proc)
 
 
-def _scenario(folder: Path, mode: str, ports: dict[str, int], seconds: int,
-              connections: int, script: Path) -> dict[str, Any]:
-    port, admin = free_port(), free_port()
-    print(f"  {mode}: warm-up 2 s, then {seconds} s of load …", file=sys.stderr, flush=True)
-    proc = start_envoy(folder, mode, scenario_bootstrap(
-        mode, port, admin, ports["up"], ports["grpc"], ports["http"]), admin, 2)
+def start_hub(config: Path, grpc: int, http: int, extra: tuple[str, ...] = ()
+              ) -> subprocess.Popen[bytes]:
+    log = config.with_name(f"hub-{grpc}.log")
+    with log.open("wb") as out:
+        hub = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mixerhub")), "serve", "--config", str(config),
+             "--grpc", f"127.0.0.1:{grpc}", "--http", f"127.0.0.1:{http}",
+             "--log-level", "warning", *extra],
+            stdout=subprocess.DEVNULL, stderr=out)
     try:
-        wrk(port, 2, connections, script)
-        before = hub_checks(ports["http"])
-        result = wrk(port, seconds, connections, script)
-        checks = hub_checks(ports["http"]) - before
+        wait_until(lambda: '"ready"' in _get(f"http://127.0.0.1:{http}/readyz"), hub, "hub", 60)
+    except (RuntimeError, TimeoutError) as exc:
+        stop(hub)
+        raise RuntimeError(f"{exc}: {log.read_text(errors='replace')[-1500:]}") from None
+    return hub
+
+
+@contextlib.contextmanager
+def scenario_envoy(stack: Stack, mode: str, hub_grpc: int | None = None,
+                   make_bootstrap: Callable[[int, int], str] | None = None) -> Iterator[int]:
+    """A 2-worker Envoy for ``mode`` (alone, ext_authz, lua) in front of the upstream, its
+    ext_authz pointed at ``hub_grpc`` (default: the stack's hub), or with the bootstrap
+    ``make_bootstrap(port, admin)`` returns; yields its listener port."""
+    port, admin = free_port(), free_port()
+    ports = stack.ports
+    text = make_bootstrap(port, admin) if make_bootstrap else scenario_bootstrap(
+        mode, port, admin, ports["up"], hub_grpc or ports["grpc"], ports["http"])
+    proc = start_envoy(stack.folder, f"{mode}-{port}", text, admin, 2)
+    try:
+        yield port
     finally:
         stop(proc)
+
+
+def run(seconds: int, connections: int) -> list[dict[str, Any]]:
+    with shared_stack() as stack:
+        return [_scenario(stack, mode, seconds, connections)
+                for mode in ("alone", "ext_authz", "lua")]
+
+
+def _scenario(stack: Stack, mode: str, seconds: int, connections: int) -> dict[str, Any]:
+    print(f"  {mode}: warm-up 2 s, then {seconds} s of load …", file=sys.stderr, flush=True)
+    http = stack.ports["http"]
+    with scenario_envoy(stack, mode) as port:
+        wrk(port, 2, connections, stack.script)
+        before = hub_checks(http)
+        result = wrk(port, seconds, connections, stack.script)
+        checks = hub_checks(http) - before
     return {"scenario": mode, **result, "hub_checks_per_request": checks / result["requests"]}
 
 

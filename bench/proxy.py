@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import random
@@ -37,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,34 +170,54 @@ def _ms(text: str) -> float:
     raise ValueError(f"unknown wrk duration {text!r}")
 
 
-def http_scenarios(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+PROXIES = {"proxy, check cache hits": (),
+           "proxy, cache off (a hub Check each)": ("--cache-size", "0")}
+
+
+@contextlib.contextmanager
+def upstream_and_hub() -> Iterator[tuple[int, int, int]]:
+    """The aiohttp upstream and the hub (quickstart config); yields (upstream, hub gRPC,
+    hub HTTP) ports."""
     up_port, hub_grpc, hub_http = free_port(), free_port(), free_port()
     upstream = start([sys.executable, __file__, "--upstream-server", str(up_port)], up_port)
-    hub = start([sys.executable, "-m", "mixerhub", "serve", "--grpc", f"127.0.0.1:{hub_grpc}",
-                 "--http", f"127.0.0.1:{hub_http}", "--no-watch", "--log-level", "warning",
-                 "--config", str(ROOT / "examples" / "quickstart")], hub_grpc)
-    results = {}
     try:
-        print(f"… direct: {args.seconds:.0f} s at {args.concurrency} in flight", flush=True)
-        results["direct to the upstream"] = run_load(up_port, args)
-        for name, extra in (("proxy, check cache hits", []),
-                            ("proxy, cache off (a hub Check each)", ["--cache-size", "0"])):
-            port = free_port()
-            print(f"… {name}", flush=True)
-            proxy = start([sys.executable, "-m", "mixerhub", "proxy",
-                           "--listen", f"127.0.0.1:{port}",
-                           "--upstream", f"http://127.0.0.1:{up_port}",
-                           "--hub", f"127.0.0.1:{hub_grpc}", "--hub-http",
-                           f"127.0.0.1:{hub_http}", "--log-level", "warning",
-                           "--attribute", "destination.service.name=ratings",
-                           "--attribute", 'source.labels={"version": "v1"}', *extra], port)
-            try:
-                results[name] = run_load(port, args)
-            finally:
-                stop(proxy)
+        hub = start([sys.executable, "-m", "mixerhub", "serve", "--grpc",
+                     f"127.0.0.1:{hub_grpc}", "--http", f"127.0.0.1:{hub_http}", "--no-watch",
+                     "--log-level", "warning", "--config", str(ROOT / "examples" / "quickstart")],
+                    hub_grpc)
+        try:
+            yield up_port, hub_grpc, hub_http
+        finally:
+            stop(hub)
     finally:
-        stop(hub)
         stop(upstream)
+
+
+@contextlib.contextmanager
+def proxy(ports: tuple[int, int, int], extra: tuple[str, ...]) -> Iterator[int]:
+    """``mixerhub proxy`` in front of the upstream; yields its port."""
+    up_port, hub_grpc, hub_http = ports
+    port = free_port()
+    proc = start([sys.executable, "-m", "mixerhub", "proxy", "--listen", f"127.0.0.1:{port}",
+                  "--upstream", f"http://127.0.0.1:{up_port}", "--hub", f"127.0.0.1:{hub_grpc}",
+                  "--hub-http", f"127.0.0.1:{hub_http}", "--log-level", "warning",
+                  "--attribute", "destination.service.name=ratings",
+                  "--attribute", 'source.labels={"version": "v1"}', *extra], port)
+    try:
+        yield port
+    finally:
+        stop(proc)
+
+
+def http_scenarios(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    results = {}
+    with upstream_and_hub() as ports:
+        print(f"… direct: {args.seconds:.0f} s at {args.concurrency} in flight", flush=True)
+        results["direct to the upstream"] = run_load(ports[0], args)
+        for name, extra in PROXIES.items():
+            print(f"… {name}", flush=True)
+            with proxy(ports, extra) as port:
+                results[name] = run_load(port, args)
     return results
 
 
