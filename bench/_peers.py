@@ -28,6 +28,8 @@ class Peer:
 
     @property
     def version(self) -> str:
+        if self.override and os.environ.get(self.override):  # a binary built elsewhere
+            return _reported_version(Path(os.environ[self.override]), self.override)
         text = (PEERS / f"provision_{self.name}.sh").read_text()
         found = re.search(rf"^{self.variable}=(\S+)$", text, re.M)
         if not found:
@@ -40,6 +42,17 @@ class Peer:
             return Path(os.environ[self.override])
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         return cache / "mixerhub" / f"{self.folder}-{self.version}" / self.program
+
+
+def _reported_version(binary: Path, variable: str) -> str:
+    """What ``BINARY version`` says (``Version: X``), so a row names what really ran."""
+    try:
+        said = subprocess.run([str(binary), "version"], capture_output=True, text=True,
+                              timeout=30).stdout
+    except OSError:
+        said = ""
+    found = re.search(r"^Version:\s*(\S+)", said, re.M)
+    return f"{found.group(1)} (from {variable})" if found else f"from {variable}"
 
 
 FORTIO = Peer("fortio", "FORTIO_VERSION", "fortio", "fortio")

@@ -6,7 +6,7 @@
 # caches keep a rebuild quick. MIXERHUB_OPA_ENVOY names a binary built some other way.
 set -euo pipefail
 
-OPA_ENVOY_VERSION=v1.17.0-envoy
+OPA_ENVOY_VERSION=v1.19.1-envoy
 DEST="${XDG_CACHE_HOME:-$HOME/.cache}/mixerhub/opa-envoy-$OPA_ENVOY_VERSION"
 BIN="$DEST/opa-envoy-plugin"
 
