@@ -15,6 +15,10 @@ install: $(BIN)/python
 	@echo "installing mixerhub and its test tools into $(VENV)"
 	$(BIN)/pip install -q --progress-bar off -e '.[test,fast,bench]' --no-build-isolation \
 		--config-settings editable_mode=strict
+	@# xds-protos ships an older copy of the OTLP protos (opentelemetry/proto/) and the
+	@# wheel pip installs last wins: put opentelemetry-proto's own back for the tracing exporter.
+	$(BIN)/pip install -q --progress-bar off --no-deps --force-reinstall "opentelemetry-proto==$$( \
+		$(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 
 run: install
 	$(BIN)/mixerhub serve --config examples/quickstart

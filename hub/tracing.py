@@ -268,7 +268,16 @@ def _exporter(endpoint: str) -> Any:
     """OTLP over gRPC: ``HOST:PORT`` or ``http://HOST:PORT`` in plaintext,
     ``https://HOST:PORT`` over TLS. The exporter reads the standard ``OTEL_EXPORTER_OTLP_*``
     variables for headers, certificates, compression and timeout."""
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:
+        # xds-protos (a dependency, for Envoy's APIs) ships an older copy of the OTLP protos
+        # under the same opentelemetry/proto/ path; whichever wheel pip installed last wins.
+        raise RuntimeError(
+            f"tracing: the OpenTelemetry exporter does not load ({exc}). If xds-protos was "
+            "installed after opentelemetry-proto it replaced the OTLP protos: run "
+            "'pip install --force-reinstall --no-deps opentelemetry-proto' (make install "
+            "does)") from None
 
     return OTLPSpanExporter(endpoint=endpoint, insecure=not endpoint.startswith("https://"))
 
