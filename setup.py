@@ -1,12 +1,13 @@
 """Maps the card's folders onto one import package, ``mixerhub`` (see docs/architecture.md).
 
 Everything else about the distribution lives in pyproject.toml; this file only lists the
-packages, which pyproject's static ``packages.find`` cannot rename.
+packages, which pyproject's static ``packages.find`` cannot rename, and the one C
+extension.
 """
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 FOLDERS = {"mixerhub": "hub", "mixerhub.adapters": "adapters",
            "mixerhub.templates": "templates", "mixerhub.proxy_filter": "proxy_filter"}
@@ -21,4 +22,9 @@ def packages() -> list[str]:
     return found
 
 
-setup(package_dir=FOLDERS, packages=packages())
+# Report decoding in C (hub/attributes/_wire.c). Optional: without a compiler the install
+# goes on and the same decoding runs in Python (CI requires the extension: tests/hub).
+WIRE = Extension("mixerhub.attributes._wire", ["hub/attributes/_wire.c"], optional=True,
+                 extra_compile_args=["-O2"])
+
+setup(package_dir=FOLDERS, packages=packages(), ext_modules=[WIRE])

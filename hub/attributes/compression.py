@@ -13,6 +13,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from mixerhub.api.mixer.v1 import attributes_pb2 as pb
@@ -20,6 +22,11 @@ from mixerhub.attributes.bag import Reference
 from mixerhub.attributes.dictionary import global_index, global_words
 from mixerhub.attributes.types import Manifest, ValueType, default_manifest, names_of_type
 from mixerhub.errors import EncodeError, WireError
+
+try:  # the C decoder of Report bytes (setup.py builds it when a compiler is there)
+    from mixerhub.attributes import _wire
+except ImportError:  # pragma: no cover - the Python path serves alone
+    _wire = None
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # A message's words resolved: the fast table, its index range [lo, hi), and what the
@@ -89,6 +96,17 @@ class Decoder:
         """Decode one message; ``into`` (updated in place) serves Report's delta encoding."""
         return self._decode(ca, self._words(ca.words or default_words, global_word_count),
                             {} if into is None else into)
+
+    def decode_report_bytes(self, raw: bytes) -> list[dict[str, Any]] | None:
+        """A serialized ReportRequest's bags (DELTA_ENCODING applied) decoded in C
+        (``_wire.c``, about 10x faster), or None: the extension is not built, or the
+        bytes are not the plain kind it takes — then parse them and use
+        :meth:`decode_all`, which explains any problem exactly."""
+        if _wire is None:
+            return None
+        result: list[dict[str, Any]] | None = _wire.decode_report(
+            raw, self.dictionary, _time_value, _duration_value, self._bytes)
+        return result
 
     def decode_all(self, messages: Iterable[pb.CompressedAttributes],
                    default_words: Sequence[str] = (), global_word_count: int = 0,
@@ -194,6 +212,16 @@ class Decoder:
 
 def _items(mapping: Any) -> list[tuple[Any, Any]]:
     return [(k, mapping[k]) for k in mapping]
+
+
+def _time_value(seconds: int, nanos: int) -> dt.datetime:
+    """What :func:`_timestamp` makes of a Timestamp with these fields (for _wire.c)."""
+    return Timestamp(seconds=seconds, nanos=nanos).ToDatetime(tzinfo=_UTC)
+
+
+def _duration_value(seconds: int, nanos: int) -> dt.timedelta:
+    """What :func:`_duration` makes of a Duration with these fields (for _wire.c)."""
+    return Duration(seconds=seconds, nanos=nanos).ToTimedelta()
 
 
 def _timestamp(ts: Any, key: int) -> dt.datetime:
