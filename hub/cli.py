@@ -138,7 +138,9 @@ def _proxy(args: argparse.Namespace) -> int:
     from mixerhub.logs import configure
     from mixerhub.proxy_filter.attributes import parse_static
     from mixerhub.proxy_filter.gate import GateOptions
+    from mixerhub.proxy_filter.mixer_client import hub_tls_from
     from mixerhub.proxy_filter.proxy import ProxyConfig, serve_proxy
+    from mixerhub.tls import TlsError
 
     configure(args.log_level)
     try:
@@ -146,11 +148,17 @@ def _proxy(args: argparse.Namespace) -> int:
     except (ValueError, AttributeJSONError) as exc:
         print(f"mixerhub proxy: --attribute {exc}", file=sys.stderr)
         return 2
+    try:
+        hub_tls = hub_tls_from(args.hub_tls_ca, args.hub_tls_cert, args.hub_tls_key,
+                               args.hub_tls_server_name)
+    except TlsError as exc:
+        print(f"mixerhub proxy: {exc}", file=sys.stderr)
+        return 2
     gate = GateOptions(check_timeout=args.check_timeout, fail_open=args.fail_open,
                        cache_size=args.cache_size)
     try:
         config = ProxyConfig(listen=args.listen, upstream=args.upstream, hub=args.hub,
-                             hub_http=args.hub_http, metrics=args.metrics,
+                             hub_http=args.hub_http, hub_tls=hub_tls, metrics=args.metrics,
                              attributes=attributes, service=args.service,
                              namespace=args.namespace,
                              quotaspec_interval=args.quotaspec_interval, gate=gate)
@@ -163,6 +171,26 @@ def _proxy(args: argparse.Namespace) -> int:
         print(f"mixerhub proxy: cannot serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _proxy_tls_options(proxy: argparse.ArgumentParser) -> None:
+    tls = proxy.add_argument_group("the hub over TLS (docs/proxy.md)")
+    tls.add_argument("--hub-tls-ca", metavar="FILE",
+                     default=os.environ.get("MIXERHUB_PROXY_HUB_TLS_CA"),
+                     help="reach the hub's gRPC and HTTP ports over TLS, trusting this PEM "
+                          "CA bundle (env MIXERHUB_PROXY_HUB_TLS_CA)")
+    tls.add_argument("--hub-tls-cert", metavar="FILE",
+                     default=os.environ.get("MIXERHUB_PROXY_HUB_TLS_CERT"),
+                     help="present this PEM client certificate chain to a hub with mTLS; its "
+                          "identity becomes context.reporter.principal "
+                          "(env MIXERHUB_PROXY_HUB_TLS_CERT)")
+    tls.add_argument("--hub-tls-key", metavar="FILE",
+                     default=os.environ.get("MIXERHUB_PROXY_HUB_TLS_KEY"),
+                     help="its PEM private key (env MIXERHUB_PROXY_HUB_TLS_KEY)")
+    tls.add_argument("--hub-tls-server-name", metavar="NAME",
+                     default=os.environ.get("MIXERHUB_PROXY_HUB_TLS_SERVER_NAME"),
+                     help="the name to check in the hub's certificate (default: the host of "
+                          "--hub and --hub-http; env MIXERHUB_PROXY_HUB_TLS_SERVER_NAME)")
 
 
 def _with_recording(settings: Any, args: argparse.Namespace) -> Any:
@@ -426,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check cache entries (0 turns it off)")
     proxy.add_argument("--quotaspec-interval", type=float, default=30.0, metavar="SECONDS")
     proxy.add_argument("--log-level", default=os.environ.get("MIXERHUB_LOG_LEVEL", "info"))
+    _proxy_tls_options(proxy)
     proxy.set_defaults(func=_proxy)
     tail = sub.add_parser("tail", help="print the records of a Kafka topic")
     tail.add_argument("--brokers", required=True, metavar="HOST:PORT[,HOST:PORT]")

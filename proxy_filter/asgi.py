@@ -24,6 +24,7 @@ from mixerhub.proxy_filter.attributes import Exchange, header_map, report_record
 from mixerhub.proxy_filter.gate import Decision, Gate, GateOptions
 from mixerhub.proxy_filter.headers import apply_ops, request_id
 from mixerhub.proxy_filter.metrics import ProxyMetrics
+from mixerhub.proxy_filter.mixer_client import HubTls
 from mixerhub.proxy_filter.quotaspecs import QuotaSpecSource, default_hub_http
 
 Scope = MutableMapping[str, Any]
@@ -38,15 +39,17 @@ class MixerMiddleware:
                  attributes: Mapping[str, Any] | None = None,
                  options: GateOptions | None = None, service: str | None = None,
                  namespace: str | None = None, hub_http: str | None = None,
-                 metrics: ProxyMetrics | None = None, gate: Gate | None = None) -> None:
+                 metrics: ProxyMetrics | None = None, gate: Gate | None = None,
+                 tls: HubTls | None = None) -> None:
         self.app = app
         self.hub = hub
+        self.tls = tls
         self.static = dict(attributes or {})
         self.options = options or GateOptions()
         self.metrics = metrics or ProxyMetrics()
         self.gate = gate
         self.specs = QuotaSpecSource(hub_http or default_hub_http(hub), service, namespace,
-                                     metrics=self.metrics) if service else None
+                                     metrics=self.metrics, tls=tls) if service else None
         self._started: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,7 +66,7 @@ class MixerMiddleware:
         if self._started is None:
             self._started = asyncio.get_running_loop().create_future()
             if self.gate is None:
-                self.gate = Gate.connect(self.hub, self.options, self.metrics)
+                self.gate = Gate.connect(self.hub, self.options, self.metrics, tls=self.tls)
             await self.gate.start()
             if self.specs is not None:
                 await self.specs.start()

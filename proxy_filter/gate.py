@@ -25,7 +25,7 @@ from mixerhub.proxy_filter.batcher import BatchOptions, ReportBatcher
 from mixerhub.proxy_filter.check_cache import CheckCache
 from mixerhub.proxy_filter.flights import Flights, wait
 from mixerhub.proxy_filter.metrics import ProxyMetrics
-from mixerhub.proxy_filter.mixer_client import MixerClient
+from mixerhub.proxy_filter.mixer_client import HubTls, MixerClient
 from mixerhub.proxy_filter.prefetch import PrefetchOptions, QuotaOutcome, QuotaPrefetcher
 from mixerhub.verdict import QuotaGrant, QuotaRequest, Verdict, http_status
 
@@ -85,10 +85,13 @@ class Gate:
 
     @classmethod
     def connect(cls, hub: str, options: GateOptions | None = None,
-                metrics: ProxyMetrics | None = None, log: Any = None) -> Gate:
-        """A Gate on a new channel to ``hub`` (HOST:PORT of its gRPC port)."""
+                metrics: ProxyMetrics | None = None, log: Any = None,
+                tls: HubTls | None = None) -> Gate:
+        """A Gate on a new channel to ``hub`` (HOST:PORT of its gRPC port; over TLS with
+        ``tls``)."""
         options = options or GateOptions()
-        return cls(MixerClient(hub, timeout=options.check_timeout), options, metrics, log)
+        return cls(MixerClient(hub, timeout=options.check_timeout, tls=tls), options,
+                   metrics, log)
 
     async def start(self) -> None:
         self.reports.start()

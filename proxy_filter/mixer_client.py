@@ -4,20 +4,28 @@ on it; tests use it directly.
 
 A hub whose dictionary is shorter than ours answers INVALID_ARGUMENT asking to resend with
 ``global_word_count=N``: the client then encodes with the first N words only, from then on.
+
+A hub that serves TLS is reached with a :class:`HubTls` (the proxy's ``--hub-tls-*``
+flags): :func:`hub_channel` builds the gRPC channel, :meth:`HubTls.ssl_context` the HTTPS
+context for QuotaSpecs, from the same files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import ssl
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import grpc
+from cryptography import x509
 
 from mixerhub.api.mixer.v1 import check_pb2, report_pb2
 from mixerhub.attributes.compression import Encoder, decode_references
 from mixerhub.attributes.dictionary import global_words
+from mixerhub.tls import TlsError, TlsFiles, read_set
 from mixerhub.verdict import HeaderOp, HeaderOperation, QuotaGrant, QuotaRequest, Verdict
 
 CHECK = "/istio.mixer.v1.Mixer/Check"
@@ -28,6 +36,81 @@ CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100),
                    ("grpc.min_reconnect_backoff_ms", 100),
                    ("grpc.max_reconnect_backoff_ms", 2000))
 _RESEND = re.compile(r"resend with global_word_count=(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class HubTls:
+    """TLS to the hub: the CA bundle that signed the hub's certificate, optionally a client
+    certificate for the hub's mTLS (its identity becomes ``context.reporter.principal``),
+    and a name to check in the hub's certificate instead of the target's host. Validated
+    PEM bytes, with the file names ``ssl`` loads the client certificate from."""
+
+    ca: bytes
+    cert: bytes | None = None
+    key: bytes | None = None
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str | None = None
+
+    @property
+    def mutual(self) -> bool:
+        return self.cert is not None
+
+    def grpc_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context for the hub's HTTP port: only ``ca`` is trusted and the hub's
+        name is checked (pass ``server_name`` to aiohttp as ``server_hostname``)."""
+        context = ssl.create_default_context(cadata=self.ca.decode("ascii", "replace"))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.mutual:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+def hub_tls_from(ca: str | None, cert: str | None = None, key: str | None = None,
+                 server_name: str | None = None) -> HubTls | None:
+    """The proxy's ``--hub-tls-*`` files as a :class:`HubTls`, or None for plaintext.
+
+    Raises :class:`~mixerhub.tls.TlsError` for half a certificate/key pair, options without
+    a CA, and files that cannot be read or do not fit together (checked as the hub checks
+    its own: :func:`mixerhub.tls.read_set`)."""
+    if bool(cert) != bool(key):
+        raise TlsError("--hub-tls-cert and --hub-tls-key go together "
+                       "(a client certificate and its key)")
+    if not ca:
+        if cert or server_name:
+            raise TlsError("TLS to the hub needs --hub-tls-ca "
+                           "(the CA that signed the hub's certificate)")
+        return None
+    if cert and key:
+        files = read_set(TlsFiles(cert, key, ca))
+        assert files.client_ca is not None  # noqa: S101 - read_set reads the CA it is given
+        return HubTls(files.client_ca, files.cert, files.key, cert, key, server_name or None)
+    return HubTls(_read_ca(ca), server_name=server_name or None)
+
+
+def _read_ca(path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TlsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise TlsError(f"{path}: not a PEM CA bundle: {exc}") from None
+    return data
+
+
+def hub_channel(target: str, tls: HubTls | None = None) -> grpc.aio.Channel:
+    """A channel to the hub's gRPC port: plaintext without ``tls``."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    options: tuple[tuple[str, Any], ...] = CHANNEL_OPTIONS
+    if tls.server_name:
+        options += (("grpc.ssl_target_name_override", tls.server_name),)
+    return grpc.aio.secure_channel(target, tls.grpc_credentials(), options=options)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,12 +124,13 @@ class MixerClient:
 
     def __init__(self, target: str, *, timeout: float = 5.0, encoder: Encoder | None = None,
                  channel: grpc.aio.Channel | None = None,
-                 dictionary: Sequence[str] | None = None) -> None:
-        """``dictionary``: the words ``encoder`` (default: one over them) was built on."""
+                 dictionary: Sequence[str] | None = None, tls: HubTls | None = None) -> None:
+        """``dictionary``: the words ``encoder`` (default: one over them) was built on;
+        ``tls``: reach the hub over TLS (ignored when ``channel`` is given)."""
         self.words = tuple(global_words() if dictionary is None else dictionary)
         self.encoder = encoder or Encoder(self.words)
         self.timeout = timeout
-        self.channel = channel or grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.channel = channel or hub_channel(target, tls)
         self._check = self.channel.unary_unary(
             CHECK, request_serializer=check_pb2.CheckRequest.SerializeToString,
             response_deserializer=check_pb2.CheckResponse.FromString)

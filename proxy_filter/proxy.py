@@ -28,6 +28,7 @@ from mixerhub.proxy_filter.attributes import Exchange, header_map, report_record
 from mixerhub.proxy_filter.gate import Decision, Gate, GateOptions
 from mixerhub.proxy_filter.headers import apply_ops, end_to_end, forward, request_id
 from mixerhub.proxy_filter.metrics import ProxyMetrics
+from mixerhub.proxy_filter.mixer_client import HubTls
 from mixerhub.proxy_filter.quotaspecs import QuotaSpecSource, default_hub_http
 
 #: Answered here, so never passed on (the proxy sends "100 Continue" once allowed).
@@ -41,6 +42,7 @@ class ProxyConfig:
     upstream: str = "http://127.0.0.1:8000"
     hub: str = "127.0.0.1:9091"  # gRPC
     hub_http: str | None = None  # for QuotaSpecs; default: the hub's host, port 9093
+    hub_tls: HubTls | None = None  # both hub ports over TLS (None: plaintext)
     metrics: str | None = None  # HOST:PORT for /metrics and /healthz
     attributes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     service: str | None = None  # QuotaSpecs bound to it are asked for
@@ -71,14 +73,15 @@ class ReverseProxy:
         self.config = config
         self.metrics = metrics or ProxyMetrics()
         self.log = log or get_logger("mixerhub.proxy")
-        self.gate = gate or Gate.connect(config.hub, config.gate, self.metrics, self.log)
+        self.gate = gate or Gate.connect(config.hub, config.gate, self.metrics, self.log,
+                                         config.hub_tls)
         self.static = dict(config.attributes)
         if config.service and "destination.service.name" not in self.static:
             self.static["destination.service.name"] = config.service
         target = config.quotaspec_target()
         self.specs = QuotaSpecSource(config.hub_http_address(), *target,
                                      interval=config.quotaspec_interval, metrics=self.metrics,
-                                     log=self.log) if target else None
+                                     log=self.log, tls=config.hub_tls) if target else None
         self.upstream = config.upstream.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
         self._runners: list[web.BaseRunner] = []
@@ -104,7 +107,8 @@ class ReverseProxy:
                                                                 access_log=None),
                                                   self.config.metrics)
         self.log.info("proxy serving", port=self.port, upstream=self.upstream,
-                      hub=self.config.hub, metrics_port=self.metrics_port or None,
+                      hub=self.config.hub, hub_tls=_tls_mode(self.config.hub_tls),
+                      metrics_port=self.metrics_port or None,
                       fail_policy="open" if self.config.gate.fail_open else "closed")
 
     async def _serve(self, runner: web.BaseRunner, address: str) -> int:
@@ -228,6 +232,10 @@ class ReverseProxy:
                          error=str(exc) or type(exc).__name__)
         return _local(exchange, 504 if timeout else 502,
                       "upstream timed out" if timeout else "upstream unreachable", ())
+
+
+def _tls_mode(tls: HubTls | None) -> str:
+    return "off" if tls is None else "mutual" if tls.mutual else "on"
 
 
 def _small(upstream: aiohttp.ClientResponse, method: str) -> bool:

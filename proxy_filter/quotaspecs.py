@@ -2,12 +2,15 @@
 every ``interval`` from ``GET /v1/quotaspecs`` on the hub's HTTP port.
 
 Until the first fetch succeeds no quota is asked for; a failed fetch keeps the rules the
-client has (both logged and counted in ``mixerhub_proxy_quotaspec_fetches_total``).
+client has (both logged and counted in ``mixerhub_proxy_quotaspec_fetches_total``). With a
+:class:`HubTls` the fetch is HTTPS, trusting only its CA and presenting its client
+certificate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +18,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from mixerhub.proxy_filter.metrics import ProxyMetrics
+from mixerhub.proxy_filter.mixer_client import HubTls
 from mixerhub.quotaspec import QuotaRules
 from mixerhub.verdict import QuotaRequest
 
@@ -27,8 +31,10 @@ def default_hub_http(hub: str) -> str:
 class QuotaSpecSource:
     def __init__(self, hub_http: str, service: str, namespace: str | None = None,
                  interval: float = 30.0, metrics: ProxyMetrics | None = None,
-                 log: Any = None, timeout: float = 5.0) -> None:
-        self.url = f"http://{hub_http}/v1/quotaspecs"
+                 log: Any = None, timeout: float = 5.0, tls: HubTls | None = None) -> None:
+        self.url = f"{'https' if tls else 'http'}://{hub_http}/v1/quotaspecs"
+        self._ssl: ssl.SSLContext | bool = tls.ssl_context() if tls else True
+        self._server_name = tls.server_name if tls else None
         self.params = {"service": service, **({"namespace": namespace} if namespace else {})}
         self.interval = interval
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -72,7 +78,8 @@ class QuotaSpecSource:
 
     async def _get(self) -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=self.timeout) as session:
-            async with session.get(self.url, params=self.params) as response:
+            async with session.get(self.url, params=self.params, ssl=self._ssl,
+                                   server_hostname=self._server_name) as response:
                 response.raise_for_status()
                 body = await response.json()
         if not isinstance(body, dict):

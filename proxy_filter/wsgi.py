@@ -24,6 +24,7 @@ from mixerhub.proxy_filter.attributes import Exchange, header_map, report_record
 from mixerhub.proxy_filter.gate import Decision, Gate, GateOptions
 from mixerhub.proxy_filter.headers import apply_ops
 from mixerhub.proxy_filter.metrics import ProxyMetrics
+from mixerhub.proxy_filter.mixer_client import HubTls
 from mixerhub.proxy_filter.quotaspecs import QuotaSpecSource, default_hub_http
 from mixerhub.verdict import HeaderOp
 
@@ -38,7 +39,7 @@ class MixerWSGIMiddleware:
                  attributes: Mapping[str, Any] | None = None,
                  options: GateOptions | None = None, service: str | None = None,
                  namespace: str | None = None, hub_http: str | None = None,
-                 metrics: ProxyMetrics | None = None) -> None:
+                 metrics: ProxyMetrics | None = None, tls: HubTls | None = None) -> None:
         self.app = app
         self.static = dict(attributes or {})
         self.metrics = metrics or ProxyMetrics()
@@ -46,14 +47,14 @@ class MixerWSGIMiddleware:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="mixerhub-client")
         self._thread.start()
-        self.gate: Gate = self._run(self._connect(hub, options or GateOptions()))
+        self.gate: Gate = self._run(self._connect(hub, options or GateOptions(), tls))
         self.specs = QuotaSpecSource(hub_http or default_hub_http(hub), service, namespace,
-                                     metrics=self.metrics) if service else None
+                                     metrics=self.metrics, tls=tls) if service else None
         if self.specs is not None:
             self._run(self.specs.start())
 
-    async def _connect(self, hub: str, options: GateOptions) -> Gate:
-        gate = Gate.connect(hub, options, self.metrics)
+    async def _connect(self, hub: str, options: GateOptions, tls: HubTls | None) -> Gate:
+        gate = Gate.connect(hub, options, self.metrics, tls=tls)
         await gate.start()
         return gate
 
