@@ -46,17 +46,39 @@ def compile_one(text: Any, manifest: Manifest, report: Reporter, loc: tuple[Any,
 
 
 def _map_builder(exprs: Mapping[str, CompiledExpression], manifest: Manifest) -> Builder:
-    return compile_map(tuple(exprs.items()), manifest)
+    pairs = tuple(exprs.items())
+    build: Any = compile_map(pairs, manifest)
+    build.fusable = pairs  # an instance of plain fields fuses its maps too
+    return build  # type: ignore[no-any-return]
 
 
-def _struct_builder(name: str, template: str, parts: Mapping[str, Builder | None]
-                    ) -> Callable[[AttributeBag], Instance]:
+def _struct_builder(name: str, template: str, parts: Mapping[str, Builder | None],
+                    manifest: Manifest | None = None) -> Callable[[AttributeBag], Instance]:
     items = tuple(parts.items())
     adopt = Instance.adopt
+    spec = _fusable(items) if manifest is not None else None
+    if spec is not None:  # every field an expression, a map of them, or left out
+        fields = compile_map(spec, manifest)
+
+        def fused(bag: AttributeBag) -> Instance:
+            return adopt(name, template, fields(bag))
+        return fused
 
     def build(bag: AttributeBag) -> Instance:
         return adopt(name, template, {k: None if b is None else b(bag) for k, b in items})
     return build
+
+
+def _fusable(items: tuple[tuple[str, Builder | None], ...]) -> list[tuple[str, Any]] | None:
+    spec: list[tuple[str, Any]] = []
+    for key, builder in items:
+        if builder is None or isinstance(builder, CompiledExpression):
+            spec.append((key, builder))
+        elif getattr(builder, "fusable", None) is not None:
+            spec.append((key, builder.fusable))  # type: ignore[attr-defined]
+        else:
+            return None  # a nested struct: built on its own
+    return spec
 
 
 def compile_fields(fields: tuple[Field, ...], params: Any, manifest: Manifest,
@@ -111,4 +133,4 @@ def compile_instance(full_name: str, short: str, namespace: str, kind: str,
                      loc: tuple[Any, ...]) -> CompiledInstance:
     parts = compile_fields(template.fields, params, manifest, report, loc)
     return CompiledInstance(full_name, short, namespace, kind, template,
-                            _struct_builder(full_name, template.name, parts))
+                            _struct_builder(full_name, template.name, parts, manifest))

@@ -64,25 +64,37 @@ def generate(tree: nodes.Node, text: str) -> Generated:
     return Generated(generator.function(tree), generator.constants)
 
 
-def generate_map(items: Sequence[tuple[str, nodes.Node]]) -> Generated:
+def generate_map(items: Sequence[tuple[str, Any]]) -> Generated:
     """One function that evaluates several checked trees in order and returns
-    ``{key: value}``: an instance's map of expressions (a logentry's variables, a
-    metric's dimensions) at the cost of one call. Any exception hands the bag to
-    ``_slow`` (the expressions one by one), which raises the precise error."""
+    ``{key: value}``: an instance's fields (a logentry's variables, a metric's dimensions,
+    or the whole instance) at the cost of one call. A value in ``items`` is a tree, None
+    (the value None), or a sequence of (key, tree) pairs (a nested dict). Any exception
+    hands the bag to ``_slow`` (the expressions one by one), which raises the precise
+    error."""
     generator = _Generator("")
-    results = []
+
+    def emit(pairs: Sequence[tuple[str, Any]]) -> str:
+        results = []
+        for key, item in pairs:
+            if item is None:
+                results.append(f"{key!r}: None")
+            elif isinstance(item, nodes.Node):
+                value = generator.value(item)
+                name = generator.fresh()
+                generator.emit(f"{name} = {value.expr}")
+                results.append(f"{key!r}: {name}")
+            else:
+                results.append(f"{key!r}: {emit(item)}")
+        return "{" + ", ".join(results) + "}"
+
     with generator.capture() as body:
-        for key, tree in items:
-            value = generator.value(tree)
-            name = generator.fresh()
-            generator.emit(f"{name} = {value.expr}")
-            results.append(f"{key!r}: {name}")
+        result = emit(items)
     prologue = ["values = bag.values", "refs = bag.refs"] if generator.uses_bag else []
     lines = [f"def {FUNCTION_NAME}(bag):", "    try:"]
     lines += ["        " + line for line in prologue]
     lines += ["        " + "    " * depth + line for depth, line in body.lines]
     lines += [
-        "        return {" + ", ".join(results) + "}",
+        f"        return {result}",
         "    except _Exception:",
         "        return _slow(bag)",
     ]

@@ -62,26 +62,26 @@ def compile_expression(text: str, manifest: Manifest | None = None) -> CompiledE
     return _instance(function, checked.type, text, checked.attributes, generated.source)
 
 
-def compile_map(items: Sequence[tuple[str, CompiledExpression]],
-                manifest: Manifest | None = None) -> Callable[[AttributeBag], dict[str, Any]]:
+#: What :func:`compile_map` fuses: per key an expression, None, or nested pairs.
+MapSpec = Sequence[tuple[str, Any]]
+
+
+def compile_map(items: MapSpec, manifest: Manifest | None = None
+                ) -> Callable[[AttributeBag], dict[str, Any]]:
     """``{key: expression(bag)}`` for every item, as one generated function (measured
     about 2x faster than calling the expressions one by one for a 12-variable logentry).
-    Values, references and errors are those of the one-by-one path, which the fused
-    function falls back to on any exception."""
-    pairs = tuple(items)
+    A value may also be None (kept as None) or a sequence of (key, expression) pairs (a
+    nested dict, as an instance's map fields). Values, references and errors are those
+    of the one-by-one path, which the fused function falls back to on any exception."""
+    spec = _frozen(items)
 
     def slow(bag: AttributeBag) -> dict[str, Any]:
-        return {key: expr(bag) for key, expr in pairs}
+        return _one_by_one(spec, bag)
 
     if manifest is None:
         manifest = default_manifest()
     try:
-        trees = []
-        for key, expr in pairs:
-            tree = parse(expr.text)
-            check(tree, manifest, expr.text)
-            trees.append((key, tree))
-        generated = generate_map(trees)
+        generated = generate_map(_trees(spec, manifest))
         namespace = runtime.base_namespace()
         namespace.update(generated.constants)
         namespace["_slow"] = slow
@@ -90,6 +90,30 @@ def compile_map(items: Sequence[tuple[str, CompiledExpression]],
         return slow  # too big to fuse: one by one is always right
     fused: Callable[[AttributeBag], dict[str, Any]] = namespace[FUNCTION_NAME]
     return fused
+
+
+def _frozen(items: MapSpec) -> tuple[tuple[str, Any], ...]:
+    return tuple((key, item if item is None or isinstance(item, CompiledExpression)
+                  else _frozen(item)) for key, item in items)
+
+
+def _one_by_one(spec: tuple[tuple[str, Any], ...], bag: AttributeBag) -> dict[str, Any]:
+    return {key: None if item is None else item(bag) if isinstance(item, CompiledExpression)
+            else _one_by_one(item, bag) for key, item in spec}
+
+
+def _trees(spec: tuple[tuple[str, Any], ...], manifest: Manifest) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, item in spec:
+        if item is None:
+            out.append((key, None))
+        elif isinstance(item, CompiledExpression):
+            tree = parse(item.text)
+            check(tree, manifest, item.text)
+            out.append((key, tree))
+        else:
+            out.append((key, _trees(item, manifest)))
+    return out
 
 
 def _build(source: str, constants: dict[str, Any], text: str) -> Any:

@@ -78,3 +78,21 @@ def test_fused_is_one_function_call() -> None:
              ("b", compile_expression('request.headers["x-user"] | "none"'))]
     fused = compile_map(items)
     assert fused.__code__.co_filename == "<cexl>"  # generated, not the one-by-one closure
+
+
+@pytest.mark.parametrize("start", range(0, len(CASES), 11))
+def test_nested_fields_fuse_like_one_by_one(start: int) -> None:
+    # An instance's shape: plain fields, a map of expressions, a field left out.
+    group = [c for c in CASES[start:start + 6] if c[0].get("manifest", "default") == "default"]
+    if len(group) < 3:
+        pytest.skip("too few cases on the default manifest here")
+    spec = [("first", group[0][1]), ("map", [(f"k{i}", c) for i, (_, c) in enumerate(group[1:])]),
+            ("absent", None)]
+
+    def by_hand(bag: AttributeBag) -> dict[str, Any]:
+        return {"first": group[0][1](bag),
+                "map": {f"k{i}": c(bag) for i, (_, c) in enumerate(group[1:])}, "absent": None}
+
+    for case, _ in group:
+        values = decode_attributes(case.get("attributes") or {})
+        assert outcome(compile_map(spec), values) == outcome(by_hand, values), case["expr"]
