@@ -22,9 +22,7 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,8 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.services._proc import free_port, spawn  # noqa: E402
 
 CHECK = "/istio.mixer.v1.Mixer/Check"
 
@@ -117,33 +117,9 @@ async def load(port: int, seconds: float, concurrency: int, payload: bytes) -> d
             "n": len(latencies)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def start(cmd: list[str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return proc
-
-
 def measure(name: str, cmd: list[str], port: int, args: argparse.Namespace) -> dict:
     print(f"… {name}: {args.seconds:.0f} s at {args.concurrency} in flight", flush=True)
-    proc = start(cmd, port)
+    proc = spawn(cmd, port)
     try:
         result = asyncio.run(load(port, args.seconds, args.concurrency, request_bytes()))
     finally:

@@ -32,8 +32,6 @@ import datetime as dt
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,41 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LOAD = ["python"]  # which load generator ran, for the table's title
 sys.path.insert(0, str(ROOT))
 
+from tests.services._proc import free_port, spawn, stop  # noqa: E402
 
 # -- processes -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
 
 def upstream_server(port: int) -> None:
     from aiohttp import web
@@ -179,9 +145,9 @@ def upstream_and_hub() -> Iterator[tuple[int, int, int]]:
     """The aiohttp upstream and the hub (quickstart config); yields (upstream, hub gRPC,
     hub HTTP) ports."""
     up_port, hub_grpc, hub_http = free_port(), free_port(), free_port()
-    upstream = start([sys.executable, __file__, "--upstream-server", str(up_port)], up_port)
+    upstream = spawn([sys.executable, __file__, "--upstream-server", str(up_port)], up_port)
     try:
-        hub = start([sys.executable, "-m", "mixerhub", "serve", "--grpc",
+        hub = spawn([sys.executable, "-m", "mixerhub", "serve", "--grpc",
                      f"127.0.0.1:{hub_grpc}", "--http", f"127.0.0.1:{hub_http}", "--no-watch",
                      "--log-level", "warning", "--config", str(ROOT / "examples" / "quickstart")],
                     hub_grpc)
@@ -198,7 +164,7 @@ def proxy(ports: tuple[int, int, int], extra: tuple[str, ...]) -> Iterator[int]:
     """``mixerhub proxy`` in front of the upstream; yields its port."""
     up_port, hub_grpc, hub_http = ports
     port = free_port()
-    proc = start([sys.executable, "-m", "mixerhub", "proxy", "--listen", f"127.0.0.1:{port}",
+    proc = spawn([sys.executable, "-m", "mixerhub", "proxy", "--listen", f"127.0.0.1:{port}",
                   "--upstream", f"http://127.0.0.1:{up_port}", "--hub", f"127.0.0.1:{hub_grpc}",
                   "--hub-http", f"127.0.0.1:{hub_http}", "--log-level", "warning",
                   "--attribute", "destination.service.name=ratings",

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -25,6 +26,17 @@ def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: s
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
         time.sleep(0.05)
+
+
+def spawn(cmd: list[str], port: int, timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` quietly and wait until it listens on ``port`` (127.0.0.1)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: tcp_open(port), proc, Path(cmd[0]).name, timeout)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
 
 
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
