@@ -1,8 +1,8 @@
 """Maps the card's folders onto one import package, ``mixerhub`` (see docs/architecture.md).
 
 Everything else about the distribution lives in pyproject.toml; this file only lists the
-packages, which pyproject's static ``packages.find`` cannot rename, and the one C
-extension.
+packages, which pyproject's static ``packages.find`` cannot rename, and the C
+extensions.
 """
 
 from pathlib import Path
@@ -27,4 +27,8 @@ def packages() -> list[str]:
 WIRE = Extension("mixerhub.attributes._wire", ["hub/attributes/_wire.c"], optional=True,
                  extra_compile_args=["-O2"])
 
-setup(package_dir=FOLDERS, packages=packages(), ext_modules=[WIRE])
+# Kafka record values in C (adapters/kafka/_render.c), optional in the same way.
+RENDER = Extension("mixerhub.adapters.kafka._render", ["adapters/kafka/_render.c"],
+                   optional=True, extra_compile_args=["-O2"])
+
+setup(package_dir=FOLDERS, packages=packages(), ext_modules=[WIRE, RENDER])
