@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -75,6 +76,18 @@ def _ignored(path: str) -> bool:
 def test_two_stages_on_python_311_slim() -> None:
     froms = [rest.split()[0] for word, rest in INSTRUCTIONS if word == "FROM"]
     assert froms == ["python:3.11-slim", "python:3.11-slim"]
+
+
+def test_the_build_stage_compiles_and_checks_every_c_extension() -> None:
+    """setup.py's extensions are optional (an install without a compiler goes on in pure
+    Python): the image must have a compiler and fail to build without them."""
+    extensions = re.findall(r'Extension\(\s*"([\w.]+)"', (ROOT / "setup.py").read_text())
+    assert len(extensions) >= 2
+    runs = " ".join(rest for word, rest in _stages()[0] if word == "RUN")
+    assert "gcc" in runs.split() and "libc6-dev" in runs.split()
+    imported = re.search(r'python -c "import ([^"]+)"', runs)
+    assert imported, "the build stage does not import the extensions"
+    assert set(extensions) <= {name.strip() for name in imported.group(1).split(",")}
 
 
 def test_every_copied_source_exists_and_is_in_the_build_context() -> None:
