@@ -155,7 +155,8 @@ def _proxy(args: argparse.Namespace) -> int:
         print(f"mixerhub proxy: {exc}", file=sys.stderr)
         return 2
     gate = GateOptions(check_timeout=args.check_timeout, fail_open=args.fail_open,
-                       cache_size=args.cache_size)
+                       cache_size=args.cache_size,
+                       tls_reload_interval=args.hub_tls_reload_interval)
     try:
         config = ProxyConfig(listen=args.listen, upstream=args.upstream, hub=args.hub,
                              hub_http=args.hub_http, hub_tls=hub_tls, metrics=args.metrics,
@@ -191,6 +192,9 @@ def _proxy_tls_options(proxy: argparse.ArgumentParser) -> None:
                      default=os.environ.get("MIXERHUB_PROXY_HUB_TLS_SERVER_NAME"),
                      help="the name to check in the hub's certificate (default: the host of "
                           "--hub and --hub-http; env MIXERHUB_PROXY_HUB_TLS_SERVER_NAME)")
+    tls.add_argument("--hub-tls-reload-interval", type=float, default=10.0, metavar="SECONDS",
+                     help="how often to check the --hub-tls-* files for a new certificate, "
+                          "then use it for new calls without a restart (0: never)")
 
 
 def _with_recording(settings: Any, args: argparse.Namespace) -> Any:

@@ -21,6 +21,7 @@ import dataclasses
 import os
 import ssl
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -197,9 +198,14 @@ def _public(key: Any) -> bytes:
 
 
 def _signature(files: TlsFiles) -> tuple[tuple[int, int, int], ...]:
-    """What changes when a file is rewritten or its symlink is swapped."""
+    return file_signature(files.paths)
+
+
+def file_signature(paths: Iterable[str]) -> tuple[tuple[int, int, int], ...]:
+    """What changes when a file is rewritten or its symlink is swapped (a Kubernetes
+    Secret's update): for each path, its inode, modification time and size."""
     out = []
-    for path in files.paths:
+    for path in paths:
         try:
             st = os.stat(path)
             out.append((st.st_ino, st.st_mtime_ns, st.st_size))

@@ -6,6 +6,8 @@ hub cannot answer (down, timed out, erroring) the fail policy decides: closed (d
 denies with 503 UNAVAILABLE, open lets the request through; both are counted
 (``mixerhub_proxy_fail_policy_total``) and logged. ``Gate.report`` queues a record for the
 report batcher. The reverse proxy, the ASGI and the WSGI middlewares all sit on a Gate.
+Over TLS, the Gate checks the client's TLS files every ``tls_reload_interval`` seconds
+and moves to a new channel when they change (``mixerhub_proxy_tls_reloads_total``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mixerhub.proxy_filter.flights import Flights, wait
 from mixerhub.proxy_filter.metrics import ProxyMetrics
 from mixerhub.proxy_filter.mixer_client import HubTls, MixerClient
 from mixerhub.proxy_filter.prefetch import PrefetchOptions, QuotaOutcome, QuotaPrefetcher
+from mixerhub.tls import TlsError
 from mixerhub.verdict import QuotaGrant, QuotaRequest, Verdict, http_status
 
 UNAVAILABLE, INTERNAL = 14, 13
@@ -43,6 +46,7 @@ class GateOptions:
     cache_size: int = 10_000  # check cache entries; 0 turns the cache off
     prefetch: PrefetchOptions = dataclasses.field(default_factory=PrefetchOptions)
     reports: BatchOptions = dataclasses.field(default_factory=BatchOptions)
+    tls_reload_interval: float = 10.0  # s between checks of the hub TLS files; 0: never
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,6 +86,9 @@ class Gate:
                           for o in ("allowed", "denied", "fail_open", "fail_closed")}
         self._calls = {(rpc, r): m.hub_calls.labels(rpc, r)
                        for rpc in ("check", "quota") for r in ("ok", "error")}
+        #: Called with the new HubTls after a reload (the QuotaSpec fetcher follows).
+        self.tls_listeners: list[Callable[[HubTls], None]] = []
+        self._tls_task: asyncio.Task[None] | None = None
 
     @classmethod
     def connect(cls, hub: str, options: GateOptions | None = None,
@@ -95,9 +102,46 @@ class Gate:
 
     async def start(self) -> None:
         self.reports.start()
+        if self.client.tls is not None and self.client.tls.files \
+                and self.options.tls_reload_interval > 0:
+            self._tls_task = asyncio.get_running_loop().create_task(self._watch_tls())
+
+    async def _watch_tls(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.tls_reload_interval)
+            try:
+                self.reload_tls()
+            except Exception as exc:  # noqa: BLE001 - the watch must outlive any surprise
+                self.metrics.tls_reloads.labels("error").inc()
+                self.log.error("hub TLS reload failed; the running certificates stay",
+                               error=_describe(exc))
+
+    def reload_tls(self) -> bool:
+        """Move to a new channel if the hub TLS files changed; True when it did. Unusable
+        files are counted and logged, and the running channel stays."""
+        try:
+            if not self.client.reload_tls():
+                return False
+        except TlsError as exc:
+            self.metrics.tls_reloads.labels("error").inc()
+            self.log.error("hub TLS reload failed; the running certificates stay",
+                           error=str(exc))
+            return False
+        tls = self.client.tls
+        assert tls is not None  # noqa: S101 - reloaded, so there is a set
+        if self.cache is not None:  # verdicts the hub gave the old identity
+            self.cache.clear()
+        for listener in self.tls_listeners:
+            listener(tls)
+        self.metrics.tls_reloads.labels("ok").inc()
+        self.log.info("hub TLS files reloaded", hub=self.client.target, mutual=tls.mutual)
+        return True
 
     async def close(self) -> None:
         """Flush reports (``close_timeout`` at most), stop prefetching, close the channel."""
+        if self._tls_task is not None:
+            self._tls_task.cancel()
+            await asyncio.gather(self._tls_task, return_exceptions=True)
         await self.reports.close()
         await self.prefetcher.close()
         await self.client.close()

@@ -41,6 +41,9 @@ class ProxyMetrics:
         self.quotaspec_fetches = Counter("mixerhub_proxy_quotaspec_fetches",
                                          "QuotaSpec fetches from the hub.", ["result"],
                                          registry=r)
+        self.tls_reloads = Counter("mixerhub_proxy_tls_reloads",
+                                   "Reloads of changed hub TLS files, by result (ok, error).",
+                                   ["result"], registry=r)
         self.upstream_errors = Counter("mixerhub_proxy_upstream_errors",
                                        "Requests the upstream did not answer.", ["kind"],
                                        registry=r)

@@ -7,11 +7,14 @@ A hub whose dictionary is shorter than ours answers INVALID_ARGUMENT asking to r
 
 A hub that serves TLS is reached with a :class:`HubTls` (the proxy's ``--hub-tls-*``
 flags): :func:`hub_channel` builds the gRPC channel, :meth:`HubTls.ssl_context` the HTTPS
-context for QuotaSpecs, from the same files.
+context for QuotaSpecs, from the same files. When the files are replaced (a rotated
+certificate), :meth:`MixerClient.reload_tls` moves the client to a new channel built from
+them; calls in flight finish on the old one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import ssl
@@ -25,7 +28,7 @@ from cryptography import x509
 from mixerhub.api.mixer.v1 import check_pb2, report_pb2
 from mixerhub.attributes.compression import Encoder, decode_references
 from mixerhub.attributes.dictionary import global_words
-from mixerhub.tls import TlsError, TlsFiles, read_set
+from mixerhub.tls import TlsError, TlsFiles, file_signature, read_set
 from mixerhub.verdict import HeaderOp, HeaderOperation, QuotaGrant, QuotaRequest, Verdict
 
 CHECK = "/istio.mixer.v1.Mixer/Check"
@@ -51,10 +54,24 @@ class HubTls:
     cert_file: str = ""
     key_file: str = ""
     server_name: str | None = None
+    ca_file: str = ""
 
     @property
     def mutual(self) -> bool:
         return self.cert is not None
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files this set was read from (none for one built from bytes)."""
+        return tuple(f for f in (self.ca_file, self.cert_file, self.key_file) if f)
+
+    def reread(self) -> HubTls:
+        """The same files read again (raises :class:`~mixerhub.tls.TlsError` when they
+        are unreadable or do not fit together: the caller keeps the old set)."""
+        fresh = hub_tls_from(self.ca_file, self.cert_file or None, self.key_file or None,
+                             self.server_name)
+        assert fresh is not None  # noqa: S101 - ca_file is set: never plaintext
+        return fresh
 
     def grpc_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
@@ -87,8 +104,9 @@ def hub_tls_from(ca: str | None, cert: str | None = None, key: str | None = None
     if cert and key:
         files = read_set(TlsFiles(cert, key, ca))
         assert files.client_ca is not None  # noqa: S101 - read_set reads the CA it is given
-        return HubTls(files.client_ca, files.cert, files.key, cert, key, server_name or None)
-    return HubTls(_read_ca(ca), server_name=server_name or None)
+        return HubTls(files.client_ca, files.cert, files.key, cert, key, server_name or None,
+                      ca)
+    return HubTls(_read_ca(ca), server_name=server_name or None, ca_file=ca)
 
 
 def _read_ca(path: str) -> bytes:
@@ -130,13 +148,41 @@ class MixerClient:
         self.words = tuple(global_words() if dictionary is None else dictionary)
         self.encoder = encoder or Encoder(self.words)
         self.timeout = timeout
-        self.channel = channel or hub_channel(target, tls)
-        self._check = self.channel.unary_unary(
+        self.target = target
+        self.tls = None if channel is not None else tls
+        self._tls_signature = file_signature(self.tls.files) if self.tls else ()
+        self._retired: dict[asyncio.Task[None], grpc.aio.Channel] = {}  # closing
+        self._use(channel or hub_channel(target, tls))
+
+    def _use(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+        self._check = channel.unary_unary(
             CHECK, request_serializer=check_pb2.CheckRequest.SerializeToString,
             response_deserializer=check_pb2.CheckResponse.FromString)
-        self._report = self.channel.unary_unary(
+        self._report = channel.unary_unary(
             REPORT, request_serializer=report_pb2.ReportRequest.SerializeToString,
             response_deserializer=report_pb2.ReportResponse.FromString)
+
+    def reload_tls(self) -> bool:
+        """Read the TLS files again if they changed since they were last read, and move
+        to a new channel built from them; True when it did. Calls already made finish on
+        the old channel (closed once they have, or after twice the timeout). Raises
+        :class:`~mixerhub.tls.TlsError` when the new files are unusable: the client
+        keeps its channel, and tries again when the files change again."""
+        if self.tls is None or not self.tls.files:
+            return False
+        signature = file_signature(self.tls.files)
+        if signature == self._tls_signature:
+            return False
+        self._tls_signature = signature
+        fresh = self.tls.reread()
+        old = self.channel
+        self._use(hub_channel(self.target, fresh))
+        self.tls = fresh
+        task = asyncio.get_running_loop().create_task(old.close(grace=2 * self.timeout))
+        self._retired[task] = old
+        task.add_done_callback(self._retired.pop)
+        return True
 
     async def check(self, attributes: Mapping[str, Any],
                     quotas: Mapping[str, QuotaRequest] | None = None,
@@ -188,6 +234,10 @@ class MixerClient:
 
     async def close(self) -> None:
         await self.channel.close()
+        for old in list(self._retired.values()):  # still finishing calls: not any more
+            await old.close()
+        if self._retired:
+            await asyncio.wait(list(self._retired), timeout=1.0)
 
 
 def encode_report(encoder: Encoder, bags: Sequence[Mapping[str, Any]],

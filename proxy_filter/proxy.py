@@ -82,6 +82,8 @@ class ReverseProxy:
         self.specs = QuotaSpecSource(config.hub_http_address(), *target,
                                      interval=config.quotaspec_interval, metrics=self.metrics,
                                      log=self.log, tls=config.hub_tls) if target else None
+        if self.specs is not None:
+            self.gate.tls_listeners.append(self.specs.use_tls)
         self.upstream = config.upstream.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
         self._runners: list[web.BaseRunner] = []

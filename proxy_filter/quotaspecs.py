@@ -33,8 +33,10 @@ class QuotaSpecSource:
                  interval: float = 30.0, metrics: ProxyMetrics | None = None,
                  log: Any = None, timeout: float = 5.0, tls: HubTls | None = None) -> None:
         self.url = f"{'https' if tls else 'http'}://{hub_http}/v1/quotaspecs"
-        self._ssl: ssl.SSLContext | bool = tls.ssl_context() if tls else True
-        self._server_name = tls.server_name if tls else None
+        self._ssl: ssl.SSLContext | bool = True
+        self._server_name: str | None = None
+        if tls is not None:
+            self.use_tls(tls)
         self.params = {"service": service, **({"namespace": namespace} if namespace else {})}
         self.interval = interval
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -43,6 +45,11 @@ class QuotaSpecSource:
         self.rules = QuotaRules(())
         self.version: int | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def use_tls(self, tls: HubTls) -> None:
+        """Fetch with this TLS set from now on (after a reload of the hub TLS files)."""
+        self._ssl = tls.ssl_context()
+        self._server_name = tls.server_name
 
     def requests(self, values: Mapping[str, Any]) -> dict[str, QuotaRequest]:
         """The quotas a request with these attributes asks for (empty: none bound)."""

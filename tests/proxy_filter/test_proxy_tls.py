@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import json
+import os
 import re
 import signal
 import sys
@@ -18,6 +21,8 @@ import aiohttp
 import pytest
 
 from mixerhub.certs import server_cert
+from mixerhub.proxy_filter.gate import Gate, GateOptions
+from mixerhub.proxy_filter.mixer_client import hub_tls_from
 from tests.conftest import scrape
 from tests.proxy_filter.conftest import POLICY, eventually, free_port
 from tests.proxy_filter.test_proxy_cli import proxy_process
@@ -230,6 +235,95 @@ async def test_bad_tls_flags_exit_2_before_serving(certs, flags, message):
     assert proc.returncode == 2, err
     assert f"mixerhub proxy: {message.format(dir=folder)}" in err.decode(), err
     assert b"proxy serving" not in out + err
+
+
+class SecretFolder:
+    """Client certificate files the way Kubernetes mounts a Secret: ``client.pem`` and
+    ``client-key.pem`` link into ``..data``, itself a link swapped at once on update."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir()
+        self.cert, self.key = str(folder / "client.pem"), str(folder / "client-key.pem")
+        self._versions = 0
+
+    def install(self, certs: Certs, cert: str, key: str | None = None) -> None:
+        self._versions += 1
+        version = self.folder / f"..v{self._versions}"
+        version.mkdir()
+        (version / "client.pem").write_bytes(certs.read(f"{cert}.pem"))
+        (version / "client-key.pem").write_bytes(certs.read(f"{key or cert}-key.pem"))
+        link = self.folder / "..data_tmp"
+        link.symlink_to(version.name)
+        os.replace(link, self.folder / "..data")
+        for name in ("client.pem", "client-key.pem"):
+            if not (self.folder / name).is_symlink():
+                (self.folder / name).symlink_to(f"..data/{name}")
+
+
+async def test_a_rotated_client_certificate_is_used_without_a_restart(certs, upstream,
+                                                                       tmp_path):
+    """`mixerhub proxy` starts with a certificate the hub's policy denies; the Secret is
+    updated with the allowed one, and within a reload interval requests pass."""
+    secret = SecretFolder(tmp_path / "secret")
+    secret.install(certs, "intruder")
+    flags = ["--hub-tls-ca", certs.path("ca.pem"), "--hub-tls-cert", secret.cert,
+             "--hub-tls-key", secret.key, "--hub-tls-reload-interval", "0.2"]
+    async with hub_process(certs, tmp_path) as hub, \
+            proxy_process(hub["grpc"], upstream.url, *flags) as (port, metrics, proc):
+        assert await get(port) == (403, "only the proxy may call")
+        secret.install(certs, "proxy")
+        statuses = []
+        for _ in range(150):
+            statuses.append((await get(port))[0])
+            if statuses[-1] == 200:
+                break
+            await asyncio.sleep(0.1)
+        samples = await scrape(metrics)
+        events = log_events(await stderr_of(proc))
+    assert statuses[-1] == 200 and set(statuses[:-1]) <= {403}
+    assert samples['mixerhub_proxy_tls_reloads_total{result="ok"}'] == 1
+    assert events["hub TLS files reloaded"]["mutual"] is True
+
+
+async def test_a_reload_moves_the_gate_to_the_new_identity_and_keeps_it_on_bad_files(
+        certs, tmp_path):
+    secret = SecretFolder(tmp_path / "secret")
+    secret.install(certs, "intruder")
+    values = {"request.path": "/echo", "destination.service.name": "echo"}
+    async with hub_process(certs, tmp_path) as hub:
+        tls = hub_tls_from(certs.path("ca.pem"), secret.cert, secret.key)
+        gate = Gate.connect(f"127.0.0.1:{hub['grpc']}", GateOptions(tls_reload_interval=0),
+                            tls=tls)
+        await gate.start()
+        try:
+            denied = await gate.check(values)
+            assert (denied.allowed, denied.code) == (False, 7)
+            assert gate.reload_tls() is False  # the files did not change
+            # Verdicts that read the identity carry no lifetime; any other kept verdict
+            # was given to the old identity and goes with it.
+            assert gate.cache is not None and denied.verdict is not None
+            assert gate.cache.store(dataclasses.replace(
+                denied.verdict, valid_duration=dt.timedelta(seconds=60), valid_use_count=99,
+                references=()), values)
+            assert (await gate.check(values)).cache_hit
+            old_channel = gate.client.channel
+            secret.install(certs, "proxy")
+            assert gate.reload_tls() is True
+            assert gate.client.channel is not old_channel
+            allowed = await gate.check(values)
+            assert allowed.allowed and not allowed.cache_hit  # the old verdicts are gone
+            secret.install(certs, "proxy", key="intruder")  # a key of another certificate
+            assert gate.reload_tls() is False
+            assert gate.reload_tls() is False  # tried once per change, not on every tick
+            result = await gate.client.check(values)  # a new call, on the kept channel
+            assert result.verdict.ok
+            assert gate.metrics.registry.get_sample_value(
+                "mixerhub_proxy_tls_reloads_total", {"result": "error"}) == 1
+            assert gate.metrics.registry.get_sample_value(
+                "mixerhub_proxy_tls_reloads_total", {"result": "ok"}) == 1
+        finally:
+            await gate.close()
 
 
 def _decisions(folder: Path) -> list[dict]:
