@@ -33,6 +33,7 @@ services:
 
 test: install services
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 protos: install

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
 from mixerhub.jsonform import to_json
@@ -19,7 +19,7 @@ _VERSION = {"encoding": "protojson", "ext_authz": "v3"}
 def authorization_input(instance: Any) -> dict[str, Any]:
     """Istio's OPA adapter input: ``input.subject`` and ``input.action``, absent fields left
     out (undefined in Rego)."""
-    return _without_none(to_json(instance.as_dict()))
+    return cast("dict[str, Any]", _without_none(to_json(instance.as_dict())))
 
 
 def envoy_input(instance: Any) -> dict[str, Any]:

@@ -8,10 +8,10 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mixerhub.attributes.bag import AttributeBag
-from mixerhub.config.files import ConfigError, read_documents
+from mixerhub.config.files import ConfigError, LineDict, read_documents
 from mixerhub.config.loader import LoadedConfig, load_config
 from mixerhub.config.snapshot import start_snapshot, stop_adapters
 from mixerhub.dispatch import PolicyEngine
@@ -70,6 +70,7 @@ def read_spec(path: Path) -> Any:
     spec = docs[0].body if docs else None
     if not isinstance(spec, dict) or not isinstance(spec.get("cases"), list):
         raise CaseError(f"{path}:1: a test file is a mapping with 'config' and a list 'cases'")
+    spec = cast(LineDict, spec)  # every mapping read_documents returns is a LineDict
     config = spec.get("config")
     config = [config] if isinstance(config, str) else config
     if not config or not isinstance(config, list):
@@ -134,6 +135,7 @@ def _prepare(path: Path, case: Any, config: LoadedConfig
              ) -> tuple[dict[str, Any], dict[str, QuotaRequest], dict[str, Any]]:
     if not isinstance(case, dict):
         raise CaseError(f"{path}:{getattr(case, 'line', 1)}: a case must be a mapping")
+    case = cast(LineDict, case)  # a mapping of the test file: a LineDict
     _check_keys(path, case, CASE_KEYS, "case key")
     attributes = case.get("attributes") or {}
     unknown = sorted(str(n) for n in attributes if n not in config.manifest) \

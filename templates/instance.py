@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 
 class Instance:
@@ -53,7 +53,7 @@ class Instance:
     def key(self) -> tuple[Any, ...]:
         if self._key is None:
             object.__setattr__(self, "_key", (self.name, _freeze(self._fields)))
-        return self._key  # type: ignore[return-value]
+        return cast("tuple[Any, ...]", self._key)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Instance) and self.key() == other.key()

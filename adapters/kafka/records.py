@@ -21,7 +21,7 @@ from mixerhub.templates.instance import Instance
 try:  # the record's JSON written in C (_render.c); optional, the same bytes in Python
     from mixerhub.adapters.kafka import _render
 except ImportError:  # pragma: no cover - built by setup.py wherever a compiler is
-    _render = None
+    _render = None  # type: ignore[assignment]  # the module, or None when it is not built
 
 #: The ``schema_version`` of every record this code writes (docs/schemas/).
 SCHEMA_VERSION = 1

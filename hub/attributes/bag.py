@@ -60,7 +60,7 @@ class AttributeBag:
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
         self.values: dict[str, Any] = dict(values) if values else {}
-        self.refs: dict[RefKey, bool] = {}
+        self.refs: dict[RefKey, bool | int] = {}  # True, False or KEYED
 
     @classmethod
     def adopt(cls, values: dict[str, Any]) -> AttributeBag:

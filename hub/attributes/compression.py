@@ -26,7 +26,7 @@ from mixerhub.errors import EncodeError, WireError
 try:  # the C decoder of Report bytes (setup.py builds it when a compiler is there)
     from mixerhub.attributes import _wire
 except ImportError:  # pragma: no cover - the Python path serves alone
-    _wire = None
+    _wire = None  # type: ignore[assignment]  # the module, or None when it is not built
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # A message's words resolved: the fast table, its index range [lo, hi), and what the
@@ -224,14 +224,14 @@ def _duration_value(seconds: int, nanos: int) -> dt.timedelta:
     return Duration(seconds=seconds, nanos=nanos).ToTimedelta()
 
 
-def _timestamp(ts: Any, key: int) -> dt.datetime:
+def _timestamp(ts: Timestamp, key: int) -> dt.datetime:
     try:
         return ts.ToDatetime(tzinfo=_UTC)
     except (ValueError, OverflowError) as exc:
         raise WireError(f"timestamps[{key}]: not a valid timestamp: {exc}") from None
 
 
-def _duration(du: Any, key: int) -> dt.timedelta:
+def _duration(du: Duration, key: int) -> dt.timedelta:
     try:
         return du.ToTimedelta()
     except (ValueError, OverflowError) as exc:
@@ -244,7 +244,8 @@ def _reject_wrong_wire_types(message: Any, where: str, key: str | None = None) -
     higher numbers may be a newer client's additions and are ignored. Costs ~0.3 µs.
     ``where[key]`` names the message (built only when there is an error to report)."""
     known = message.DESCRIPTOR.fields_by_number
-    for field in UnknownFieldSet(message):
+    # iterable through __getitem__/__len__ at run time; the stub declares no __iter__
+    for field in UnknownFieldSet(message):  # type: ignore[attr-defined]
         if field.field_number in known:
             if key is not None:
                 where = f"{where}[{key}]"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -34,7 +34,8 @@ def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Any:
     data.line = node.start_mark.line + 1
     data.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
     yield data
-    data.update(loader.construct_mapping(node))
+    # LineDict keys its values by text, as config and test files do (the stub: Hashable)
+    data.update(cast("dict[str, Any]", loader.construct_mapping(node)))
 
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)

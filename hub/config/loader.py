@@ -220,6 +220,7 @@ class _Loader:
     def _handler(self, entry: _Entry) -> None:
         env = entry.envelope
         legacy = env.kind != "handler"
+        loc: tuple[str, ...]
         if legacy:
             adapter_name, params, loc = env.kind, env.spec, ("spec",)
         else:
@@ -258,6 +259,7 @@ class _Loader:
 
     def _instance(self, entry: _Entry) -> None:
         env = entry.envelope
+        loc: tuple[str, ...]
         if env.kind != "instance":
             template_name, params, loc = env.kind, env.spec, ("spec",)
         else:
@@ -313,7 +315,7 @@ class _Loader:
                                                            entry.namespace, self.handlers))
             return None
         instances = []
-        accepted = getattr(handler.adapter, "templates", frozenset())
+        accepted: frozenset[str] = getattr(handler.adapter, "templates", frozenset())
         for j, ref in enumerate(action.instances):
             instance = _resolve(ref, entry.namespace, self.instances)
             if instance is None:
@@ -321,7 +323,7 @@ class _Loader:
                     "instance", ref, entry.namespace, self.instances))
             elif instance.template.name not in accepted:
                 entry.report.error((*loc, "instances", j), (
-                    f"handler {handler.short!r} (adapter {handler.adapter.name}) does not "  # type: ignore[attr-defined]
+                    f"handler {handler.short!r} (adapter {handler.adapter.name}) does not "
                     f"accept template {instance.template.name!r} "
                     f"(accepts: {', '.join(sorted(accepted))})"))
             else:

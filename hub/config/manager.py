@@ -102,7 +102,8 @@ class ConfigManager:
 
 def _watch_targets(paths: Sequence[str]) -> tuple[list[str], set[Path], set[Path]]:
     """Directories to watch, and the watched directories and files themselves."""
-    dirs, files = set(), set()
+    dirs: set[Path] = set()
+    files: set[Path] = set()
     for raw in paths:
         path = Path(raw).absolute()
         (dirs if path.is_dir() else files).add(path)

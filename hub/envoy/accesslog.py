@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -57,7 +57,7 @@ class AccessLogService:
             "StreamAccessLogs": grpc.stream_unary_rpc_method_handler(self._stream)})
 
     async def _stream(self, requests: AsyncIterator[bytes],
-                      context: grpc.aio.ServicerContext) -> bytes:
+                      context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         reporter: dict[str, Any] = {}
         try:
             async for raw in requests:
@@ -138,9 +138,9 @@ def _flag(flags: Any, name: str) -> bool:
 
 def _duration(props: Any) -> dt.timedelta | None:
     if props.HasField("duration"):
-        return props.duration.ToTimedelta()
+        return cast(dt.timedelta, props.duration.ToTimedelta())
     if props.HasField("time_to_last_downstream_tx_byte"):
-        return props.time_to_last_downstream_tx_byte.ToTimedelta()
+        return cast(dt.timedelta, props.time_to_last_downstream_tx_byte.ToTimedelta())
     return None
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -78,7 +78,7 @@ class AuthorizationService:
             self._tracing.check_outcome(outcome)
         (self._ok if outcome.verdict.ok else self._denied).inc()
         self._time.observe(time.perf_counter() - started)
-        return reply.SerializeToString()
+        return cast(bytes, reply.SerializeToString())
 
 
 def encode_check_response(outcome: CheckOutcome) -> Any:

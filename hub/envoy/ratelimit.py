@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from envoy.service.ratelimit.v3 import rls_pb2
@@ -77,7 +77,7 @@ class RateLimitService:
             if outcome.limit is not None and not outcome.limit.unlimited:
                 self._metrics.quota_requests.labels(
                     "exhausted" if outcome.over else "granted").inc()
-        return encode(outcomes).SerializeToString()
+        return cast(bytes, encode(outcomes).SerializeToString())
 
     async def _by_rules(self, domain: str, entries: list[tuple[str, str]], hits: int
                         ) -> Outcome:

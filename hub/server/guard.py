@@ -17,7 +17,7 @@ RawHandler = Callable[[bytes], Awaitable[bytes]]
 
 def guarded(service: str, method: str, fn: RawHandler, metrics: Metrics, log: Any,
             on_error: Callable[[], None] | None = None, shedder: Shedder | None = None
-            ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
+            ) -> Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]:
     """``fn`` as a grpc.aio handler: our errors carry their status (a bad request is
     INVALID_ARGUMENT and counted in ``mixerhub_bad_requests_total``), anything else is
     INTERNAL with the traceback logged. ``on_error`` counts the failure (e.g. a check
@@ -25,7 +25,7 @@ def guarded(service: str, method: str, fn: RawHandler, metrics: Metrics, log: An
     bounds the call is UNAVAILABLE at once (counted in ``mixerhub_shed_total``)."""
     bad = metrics.bad_requests.labels(service, method)
 
-    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def call(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         try:
             return await fn(raw)
         except MixerhubError as exc:
@@ -45,7 +45,7 @@ def guarded(service: str, method: str, fn: RawHandler, metrics: Metrics, log: An
     if shedder is None or not shedder.enabled:
         return call
 
-    async def shed_or_call(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def shed_or_call(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         refusal = shedder.enter()
         if refusal is not None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
@@ -56,8 +56,9 @@ def guarded(service: str, method: str, fn: RawHandler, metrics: Metrics, log: An
     return shed_or_call
 
 
-def unary(service: str, methods: dict[str, Callable[[bytes, grpc.aio.ServicerContext],
-                                                     Awaitable[bytes]]]
+def unary(service: str,
+          methods: dict[str, Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]],
+                                      Awaitable[bytes]]]
           ) -> grpc.GenericRpcHandler:
     """A generic handler of raw-bytes unary methods (we parse, so bad protobuf is ours)."""
     return grpc.method_handlers_generic_handler(

@@ -27,13 +27,14 @@ PEER_PRINCIPAL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "mixerhub_peer_principal", default=None)
 
 
-def grpc_principal(context: grpc.aio.ServicerContext) -> str | None:
+def grpc_principal(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     """The verified identity of a gRPC call's peer (URI SAN, else CN)."""
     auth = context.auth_context()
     for key in ("peer_uri", "x509_common_name"):
         values = auth.get(key)
         if values:
-            return bytes(values[0]).decode("utf-8", "replace")
+            # a list at run time; the stub's Iterable[bytes] is too loose to index
+            return bytes(values[0]).decode("utf-8", "replace")  # type: ignore[index]
     return None
 
 
@@ -51,7 +52,7 @@ def ssl_principal(peercert: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-class PrincipalInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class PrincipalInterceptor(grpc.aio.ServerInterceptor):
     """Sets :data:`PEER_PRINCIPAL` for the unary and client-streaming calls (Check,
     Report, ext_authz, access logs, rate limits) before their handler runs."""
 
@@ -76,14 +77,14 @@ def _with_principal(handler: Any) -> Any:
     if handler.unary_unary is not None:
         inner = handler.unary_unary
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             PEER_PRINCIPAL.set(grpc_principal(context))
             return await inner(request, context)
         return handler._replace(unary_unary=unary)
     if handler.stream_unary is not None:
         inner_stream = handler.stream_unary
 
-        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             PEER_PRINCIPAL.set(grpc_principal(context))
             return await inner_stream(requests, context)
         return handler._replace(stream_unary=stream)
