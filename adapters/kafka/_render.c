@@ -39,6 +39,7 @@ typedef struct {
     PyObject *when;    /* the record's time object, whose text is when_text */
     PyObject *when_text;
     PyObject *redacted; /* the text a secret value is replaced with */
+    int redact;         /* 0 while writing the envelope's reporter (never redacted) */
     int depth;
 } Ctx;
 
@@ -222,7 +223,7 @@ static int write_map(Ctx *c, PyObject *map, int drop_none) {
             return 0;
         if (drop_none && value == Py_None)
             continue;
-        int secret = is_secret(c, key);
+        int secret = c->redact ? is_secret(c, key) : 0;
         if (secret < 0)
             return -1;
         if (!first && !OUT_LIT(&c->out, ","))
@@ -311,8 +312,8 @@ PyDoc_STRVAR(render_doc,
 "       redacted) -> bytes | None\n\n"
 "head + id + middle + when_text + reporter + fields as one JSON record value:\n"
 "head and middle are bytes written as they are; id and when_text are text;\n"
-"reporter any value; fields a dict whose None values are left out. Keys whose\n"
-"lower-case form is in the frozenset ``secret`` get ``redacted`` (``lowered``\n"
+"reporter any value; fields a dict whose None values are left out. Keys of\n"
+"fields (at any depth) whose lower-case form is in ``secret`` get ``redacted`` (``lowered``\n"
 "caches the answer per key). None when the record needs the Python path.");
 
 static PyObject *render(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -341,6 +342,7 @@ static PyObject *render(PyObject *module, PyObject *const *args, Py_ssize_t narg
     c.lowered = args[8];
     c.deflt = args[9];
     c.redacted = args[10];
+    c.redact = 0;
     c.depth = 0;
     int rc = out_write(&c.out, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head)) ? 1 : -1;
     if (rc > 0)
@@ -351,6 +353,7 @@ static PyObject *render(PyObject *module, PyObject *const *args, Py_ssize_t narg
         rc = write_text(&c.out, c.when_text);
     if (rc > 0)
         rc = OUT_LIT(&c.out, ",\"reporter\":") ? write_value(&c, reporter) : -1;
+    c.redact = 1;
     if (rc > 0)
         rc = OUT_LIT(&c.out, ",\"fields\":") ? write_map(&c, fields, 1) : -1;
     if (rc > 0)

@@ -123,6 +123,21 @@ def test_secret_keys_are_redacted_at_every_depth_whatever_their_case() -> None:
                       "map": {"x": {"Api_Key": "[REDACTED]"}}}
 
 
+def test_only_the_fields_are_redacted_as_in_python() -> None:
+    renderers = []
+    for native in (True, False):
+        renderer = RecordRenderer("kafka.handler.ns", {"uid", "cookie"}, lambda: "id-1")
+        renderer.native = native
+        renderers.append(renderer)
+    bound = Bound(Instance("log.logentry.ns", "logentry", {"uid": "u", "n": 1}), None,
+                  {"kind": "inbound", "uid": "kubernetes://a"}, T0)
+    c_bytes, python_bytes = (r(bound).value for r in renderers)
+    assert c_bytes == python_bytes
+    value = json.loads(c_bytes)
+    assert value["reporter"]["uid"] == "kubernetes://a"
+    assert value["fields"] == {"uid": "[REDACTED]", "n": 1}
+
+
 # ---- generated -----------------------------------------------------------------------
 
 keys = st.one_of(st.sampled_from(sorted(DEFAULT_SECRET_KEYS)).map(str.title),
