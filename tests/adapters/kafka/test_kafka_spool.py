@@ -50,6 +50,7 @@ def test_records_come_back_in_order_across_segments_and_a_reopen(tmp_path: Path)
     assert again.size > 0
     assert as_tuples(drain(again)) == as_tuples(records(30))
     assert not again and list(tmp_path.glob("*.spool")) == []
+    again.close()
 
 
 def test_a_segment_is_deleted_only_when_removed(tmp_path: Path) -> None:
@@ -62,6 +63,7 @@ def test_a_segment_is_deleted_only_when_removed(tmp_path: Path) -> None:
     assert again is not None and again.seq == first.seq
     spool.remove(first.seq)
     assert spool.oldest() is None
+    spool.close()
 
 
 def test_the_spool_stops_at_its_limit(tmp_path: Path) -> None:
@@ -73,6 +75,7 @@ def test_the_spool_stops_at_its_limit(tmp_path: Path) -> None:
     assert spool.append(records(1)) == 0
     assert as_tuples(drain(spool)) == as_tuples(records(written))
     assert spool.append(records(1)) == 1  # room again once delivered
+    spool.close()
 
 
 def test_a_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
@@ -88,6 +91,7 @@ def test_a_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
     read = spool.oldest()
     assert read is not None
     assert (len(read.records), read.bad_lines) == (2, 1)
+    spool.close()
 
 
 def test_one_holder_at_a_time(tmp_path: Path) -> None:
