@@ -168,7 +168,8 @@ class MixerClient:
         to a new channel built from them; True when it did. Calls already made finish on
         the old channel (closed once they have, or after twice the timeout). Raises
         :class:`~mixerhub.tls.TlsError` when the new files are unusable: the client
-        keeps its channel, and tries again when the files change again."""
+        keeps its channel, and tries again when the files change again. Call it on the
+        client's event loop (``Gate`` does, every ``tls_reload_interval``)."""
         if self.tls is None or not self.tls.files:
             return False
         signature = file_signature(self.tls.files)
