@@ -29,7 +29,6 @@ from mixerhub.proxy_filter.flights import Flights, wait
 from mixerhub.proxy_filter.metrics import ProxyMetrics
 from mixerhub.proxy_filter.mixer_client import HubTls, MixerClient
 from mixerhub.proxy_filter.prefetch import PrefetchOptions, QuotaOutcome, QuotaPrefetcher
-from mixerhub.tls import TlsError
 from mixerhub.verdict import QuotaGrant, QuotaRequest, Verdict, http_status
 
 UNAVAILABLE, INTERNAL = 14, 13
@@ -109,30 +108,25 @@ class Gate:
     async def _watch_tls(self) -> None:
         while True:
             await asyncio.sleep(self.options.tls_reload_interval)
-            try:
-                self.reload_tls()
-            except Exception as exc:  # noqa: BLE001 - the watch must outlive any surprise
-                self.metrics.tls_reloads.labels("error").inc()
-                self.log.error("hub TLS reload failed; the running certificates stay",
-                               error=_describe(exc))
+            self.reload_tls()
 
     def reload_tls(self) -> bool:
         """Move to a new channel if the hub TLS files changed; True when it did. Unusable
-        files are counted and logged, and the running channel stays."""
+        files (or any other failure) are counted and logged, and the running set stays."""
         try:
             if not self.client.reload_tls():
                 return False
-        except TlsError as exc:
+            tls = self.client.tls
+            assert tls is not None  # noqa: S101 - reloaded, so there is a set
+            if self.cache is not None:  # verdicts the hub gave the old identity
+                self.cache.clear()
+            for listener in self.tls_listeners:
+                listener(tls)
+        except Exception as exc:  # noqa: BLE001 - the watch must outlive any surprise
             self.metrics.tls_reloads.labels("error").inc()
             self.log.error("hub TLS reload failed; the running certificates stay",
-                           error=str(exc))
+                           error=_describe(exc))
             return False
-        tls = self.client.tls
-        assert tls is not None  # noqa: S101 - reloaded, so there is a set
-        if self.cache is not None:  # verdicts the hub gave the old identity
-            self.cache.clear()
-        for listener in self.tls_listeners:
-            listener(tls)
         self.metrics.tls_reloads.labels("ok").inc()
         self.log.info("hub TLS files reloaded", hub=self.client.target, mutual=tls.mutual)
         return True

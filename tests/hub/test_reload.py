@@ -4,7 +4,6 @@ Kubernetes' ConfigMap symlink swap is seen; SIGHUP reloads a running process."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from mixerhub.app import Hub, Settings
 from mixerhub.proxy_filter.mixer_client import MixerClient
 from tests.conftest import scrape
 from tests.hub.test_cli import free_port, wait_http
+from tests.mounts import KubeMount
 
 RULE = """
 apiVersion: config.istio.io/v1alpha2
@@ -80,21 +80,12 @@ async def test_broken_file_keeps_rules_and_fixed_file_applies(tmp_path: Path) ->
 async def test_configmap_symlink_swap(tmp_path: Path) -> None:
     """Kubernetes mounts a ConfigMap as `..data -> ..<timestamp>/` with `file -> ..data/file`
     and updates it by replacing the `..data` link."""
-    mount = tmp_path / "config"
-    mount.mkdir()
-    first = mount / "..2026_11_30_1"
-    first.mkdir()
-    (first / "policy.yaml").write_text(RULE % ("cm1", "/one"))
-    (mount / "..data").symlink_to(first.name)
-    (mount / "policy.yaml").symlink_to("..data/policy.yaml")
-    hub, client = await start([mount])
+    mount = KubeMount(tmp_path / "config")
+    mount.update({"policy.yaml": RULE % ("cm1", "/one")})
+    hub, client = await start([mount.folder])
     try:
         assert (await client.check({"request.path": "/one"})).verdict.message == "cm1"
-        second = mount / "..2026_11_30_2"
-        second.mkdir()
-        (second / "policy.yaml").write_text(RULE % ("cm2", "/two"))
-        (mount / "..data_tmp").symlink_to(second.name)
-        os.replace(mount / "..data_tmp", mount / "..data")
+        mount.update({"policy.yaml": RULE % ("cm2", "/two")})
         assert await eventually_denied(client, "/two") < 5
     finally:
         await client.close()

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import os
 import re
 import signal
 import sys
@@ -24,6 +23,7 @@ from mixerhub.certs import server_cert
 from mixerhub.proxy_filter.gate import Gate, GateOptions
 from mixerhub.proxy_filter.mixer_client import hub_tls_from
 from tests.conftest import scrape
+from tests.mounts import KubeMount
 from tests.proxy_filter.conftest import POLICY, eventually, free_port
 from tests.proxy_filter.test_proxy_cli import proxy_process
 from tests.tls.conftest import PROXY_ID, Certs
@@ -237,42 +237,24 @@ async def test_bad_tls_flags_exit_2_before_serving(certs, flags, message):
     assert b"proxy serving" not in out + err
 
 
-class SecretFolder:
-    """Client certificate files the way Kubernetes mounts a Secret: ``client.pem`` and
-    ``client-key.pem`` link into ``..data``, itself a link swapped at once on update."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir()
-        self.cert, self.key = str(folder / "client.pem"), str(folder / "client-key.pem")
-        self._versions = 0
-
-    def install(self, certs: Certs, cert: str, key: str | None = None) -> None:
-        self._versions += 1
-        version = self.folder / f"..v{self._versions}"
-        version.mkdir()
-        (version / "client.pem").write_bytes(certs.read(f"{cert}.pem"))
-        (version / "client-key.pem").write_bytes(certs.read(f"{key or cert}-key.pem"))
-        link = self.folder / "..data_tmp"
-        link.symlink_to(version.name)
-        os.replace(link, self.folder / "..data")
-        for name in ("client.pem", "client-key.pem"):
-            if not (self.folder / name).is_symlink():
-                (self.folder / name).symlink_to(f"..data/{name}")
+def client_secret(mount: KubeMount, certs: Certs, cert: str, key: str | None = None) -> None:
+    """Update the mounted Secret with a client certificate and a key (by default its own)."""
+    mount.update({"client.pem": certs.read(f"{cert}.pem"),
+                  "client-key.pem": certs.read(f"{key or cert}-key.pem")})
 
 
 async def test_a_rotated_client_certificate_is_used_without_a_restart(certs, upstream,
                                                                        tmp_path):
     """`mixerhub proxy` starts with a certificate the hub's policy denies; the Secret is
     updated with the allowed one, and within a reload interval requests pass."""
-    secret = SecretFolder(tmp_path / "secret")
-    secret.install(certs, "intruder")
-    flags = ["--hub-tls-ca", certs.path("ca.pem"), "--hub-tls-cert", secret.cert,
-             "--hub-tls-key", secret.key, "--hub-tls-reload-interval", "0.2"]
+    secret = KubeMount(tmp_path / "secret")
+    client_secret(secret, certs, "intruder")
+    flags = ["--hub-tls-ca", certs.path("ca.pem"), "--hub-tls-cert", secret.path("client.pem"),
+             "--hub-tls-key", secret.path("client-key.pem"), "--hub-tls-reload-interval", "0.2"]
     async with hub_process(certs, tmp_path) as hub, \
             proxy_process(hub["grpc"], upstream.url, *flags) as (port, metrics, proc):
         assert await get(port) == (403, "only the proxy may call")
-        secret.install(certs, "proxy")
+        client_secret(secret, certs, "proxy")
         statuses = []
         for _ in range(150):
             statuses.append((await get(port))[0])
@@ -288,11 +270,12 @@ async def test_a_rotated_client_certificate_is_used_without_a_restart(certs, ups
 
 async def test_a_reload_moves_the_gate_to_the_new_identity_and_keeps_it_on_bad_files(
         certs, tmp_path):
-    secret = SecretFolder(tmp_path / "secret")
-    secret.install(certs, "intruder")
+    secret = KubeMount(tmp_path / "secret")
+    client_secret(secret, certs, "intruder")
     values = {"request.path": "/echo", "destination.service.name": "echo"}
     async with hub_process(certs, tmp_path) as hub:
-        tls = hub_tls_from(certs.path("ca.pem"), secret.cert, secret.key)
+        tls = hub_tls_from(certs.path("ca.pem"), secret.path("client.pem"),
+                           secret.path("client-key.pem"))
         gate = Gate.connect(f"127.0.0.1:{hub['grpc']}", GateOptions(tls_reload_interval=0),
                             tls=tls)
         await gate.start()
@@ -308,12 +291,12 @@ async def test_a_reload_moves_the_gate_to_the_new_identity_and_keeps_it_on_bad_f
                 references=()), values)
             assert (await gate.check(values)).cache_hit
             old_channel = gate.client.channel
-            secret.install(certs, "proxy")
+            client_secret(secret, certs, "proxy")
             assert gate.reload_tls() is True
             assert gate.client.channel is not old_channel
             allowed = await gate.check(values)
             assert allowed.allowed and not allowed.cache_hit  # the old verdicts are gone
-            secret.install(certs, "proxy", key="intruder")  # a key of another certificate
+            client_secret(secret, certs, "proxy", key="intruder")  # a key of another certificate
             assert gate.reload_tls() is False
             assert gate.reload_tls() is False  # tried once per change, not on every tick
             result = await gate.client.check(values)  # a new call, on the kept channel
